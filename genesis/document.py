@@ -1,0 +1,145 @@
+"""Parse and validate a genesis document into `stf.params.GenesisConfig`."""
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from stf.constants import ADDRESS_LEN, MAX_CHAIN_ID_LEN
+from stf.errors import InvalidGenesis
+from stf.params import AssetParams, ChainParams, GenesisConfig, SpotMarketParams
+from stf.units import BPS_DENOMINATOR, U64_MAX
+
+CHAIN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+def _int(doc: dict, field: str, where: str, minimum: int = 0, maximum: int = U64_MAX, default: Any = None) -> int:
+    value = doc.get(field, default)
+    if value is None:
+        raise InvalidGenesis(f"{where}.{field}: required")
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):
+        value = int(value)
+    if type(value) is not int:
+        raise InvalidGenesis(f"{where}.{field}: must be an integer (or a decimal string), got {value!r}")
+    if not minimum <= value <= maximum:
+        raise InvalidGenesis(f"{where}.{field}: {value} is outside [{minimum}, {maximum}]")
+    return value
+
+
+def _address(value: Any, where: str) -> bytes:
+    try:
+        raw = bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != ADDRESS_LEN:
+        raise InvalidGenesis(f"{where}: must be a {ADDRESS_LEN}-byte hex address, got {value!r}")
+    return raw
+
+
+def _text(doc: dict, field: str, where: str) -> str:
+    value = doc.get(field)
+    if not isinstance(value, str) or not value or not value.isascii() or len(value) > 32:
+        raise InvalidGenesis(f"{where}.{field}: must be 1 to 32 ASCII characters")
+    return value
+
+
+def _chain_params(doc: dict) -> ChainParams:
+    chain_id = doc.get("chain_id")
+    if not isinstance(chain_id, str) or not CHAIN_ID_PATTERN.match(chain_id) or len(chain_id) > MAX_CHAIN_ID_LEN:
+        raise InvalidGenesis(f"chain_id: must be 1 to {MAX_CHAIN_ID_LEN} of [a-z0-9-], got {chain_id!r}")
+    p = doc.get("params", {})
+    if not isinstance(p, dict):
+        raise InvalidGenesis("params: must be an object")
+    d = ChainParams(chain_id)
+    faucet = p.get("faucet_enabled", False)
+    if type(faucet) is not bool:
+        raise InvalidGenesis("params.faucet_enabled: must be true or false")
+    return ChainParams(
+        chain_id=chain_id,
+        nonce_set_size=_int(p, "nonce_set_size", "params", 1, 10_000, d.nonce_set_size),
+        nonce_window_past_ms=_int(p, "nonce_window_past_ms", "params", 1, default=d.nonce_window_past_ms),
+        nonce_window_future_ms=_int(p, "nonce_window_future_ms", "params", 1, default=d.nonce_window_future_ms),
+        max_open_orders_per_account=_int(
+            p, "max_open_orders_per_account", "params", 1, 1_000_000, d.max_open_orders_per_account),
+        max_agents_per_account=_int(p, "max_agents_per_account", "params", 0, 1_000, d.max_agents_per_account),
+        faucet_enabled=faucet,
+        faucet_max_atoms=_int(p, "faucet_max_atoms", "params", default=d.faucet_max_atoms),
+    )
+
+
+def _assets(doc: dict) -> tuple[AssetParams, ...]:
+    raw = doc.get("assets")
+    if not isinstance(raw, list) or not raw:
+        raise InvalidGenesis("assets: must be a non-empty list")
+    assets = []
+    for i, a in enumerate(raw):
+        where = f"assets[{i}]"
+        if not isinstance(a, dict):
+            raise InvalidGenesis(f"{where}: must be an object")
+        assets.append(AssetParams(_int(a, "id", where, 0, 65_535), _text(a, "symbol", where), _int(a, "decimals", where, 0, 18)))
+    ids = [a.asset_id for a in assets]
+    if len(set(ids)) != len(ids):
+        raise InvalidGenesis("assets: asset ids must be unique")
+    return tuple(assets)
+
+
+def _spot_market(m: Any, where: str, asset_ids: list[int]) -> SpotMarketParams:
+    if not isinstance(m, dict):
+        raise InvalidGenesis(f"{where}: must be an object")
+    base, quote = _int(m, "base_asset", where), _int(m, "quote_asset", where)
+    for field, asset in (("base_asset", base), ("quote_asset", quote)):
+        if asset not in asset_ids:
+            raise InvalidGenesis(f"{where}.{field}: unknown asset {asset}")
+    if base == quote:
+        raise InvalidGenesis(f"{where}.quote_asset: must differ from base_asset")
+    maker = _int(m, "maker_fee_bps", where, -BPS_DENOMINATOR, BPS_DENOMINATOR)
+    taker = _int(m, "taker_fee_bps", where, 0, BPS_DENOMINATOR)
+    if maker < 0 and -maker > taker:
+        raise InvalidGenesis(f"{where}.maker_fee_bps: a rebate of {-maker} bps exceeds the taker fee of {taker} bps")
+    return SpotMarketParams(
+        market_id=_int(m, "id", where, 0, 65_535), symbol=_text(m, "symbol", where), base_asset=base,
+        quote_asset=quote, tick_size=_int(m, "tick_size", where, 1), lot_size=_int(m, "lot_size", where, 1),
+        min_size_lots=_int(m, "min_size_lots", where, 1), maker_fee_bps=maker, taker_fee_bps=taker,
+        fee_account=_address(m.get("fee_account"), f"{where}.fee_account"),
+    )
+
+
+def validate_genesis(doc: Any) -> GenesisConfig:
+    if not isinstance(doc, dict):
+        raise InvalidGenesis("genesis: must be a JSON object")
+    params = _chain_params(doc)
+    assets = _assets(doc)
+    asset_ids = [a.asset_id for a in assets]
+    markets_raw = doc.get("spot_markets", [])
+    if not isinstance(markets_raw, list):
+        raise InvalidGenesis("spot_markets: must be a list")
+    markets = tuple(_spot_market(m, f"spot_markets[{i}]", asset_ids) for i, m in enumerate(markets_raw))
+    ids = [m.market_id for m in markets]
+    if len(set(ids)) != len(ids):
+        raise InvalidGenesis("spot_markets: market ids must be unique")
+    balances = []
+    for i, b in enumerate(doc.get("balances", [])):
+        where = f"balances[{i}]"
+        if not isinstance(b, dict):
+            raise InvalidGenesis(f"{where}: must be an object")
+        asset = _int(b, "asset", where)
+        if asset not in asset_ids:
+            raise InvalidGenesis(f"{where}.asset: unknown asset {asset}")
+        balances.append((_address(b.get("address"), f"{where}.address"), asset, _int(b, "amount", where, 1)))
+    return GenesisConfig(params, _int(doc, "genesis_time_ms", "genesis"), assets, markets, tuple(balances))
+
+
+def load_genesis(text: str) -> GenesisConfig:
+    try:
+        doc = json.loads(text, parse_float=_reject_float)
+    except json.JSONDecodeError as exc:
+        raise InvalidGenesis(f"genesis: not valid JSON: {exc}") from None
+    return validate_genesis(doc)
+
+
+def load_genesis_file(path: str | Path) -> GenesisConfig:
+    return load_genesis(Path(path).read_text())
+
+
+def _reject_float(text: str) -> Any:
+    raise InvalidGenesis(f"genesis: floats are not allowed ({text}); use integers in the documented units")

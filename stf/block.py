@@ -1,0 +1,243 @@
+"""Blocks and `apply_block`, the entry point of the state transition function.
+
+`apply_block(state, block)` is a table of contents (STYLE §1):
+
+1. `validate_header`: chain id, height = previous + 1, time never decreasing, previous block hash, and the
+   transactions root over the transactions carried;
+2. `validate_transactions`: decode every transaction, check its signature (unless the caller already verified
+   that hash) and its nonce, in execution order; the first invalid one rejects the whole block with
+   `InvalidBlock` and the state is untouched;
+3. `process_block_time`: expire good-til-time orders and fire dead-man's switches whose time has come;
+4. `process_transaction` for each: execute the transactions, makers first (see `compute_execution_order`), each
+   action atomically, producing one receipt per transaction (receipts are returned in block order);
+5. `commit_entries`: fold the changed entries into the state root; the block diff is the events plus these
+   entries.
+
+The state is mutated in place. Steps 1 and 2 complete before any mutation, and steps 3 to 5 cannot fail on valid
+input, so a block applies whole or not at all.
+"""
+
+import hashlib
+import heapq
+from dataclasses import dataclass
+from typing import Callable, Container
+
+from stf import codec
+from stf.accounts import (
+    process_approve_agent, process_faucet, process_revoke_agent, process_schedule_cancel, process_transfer,
+    process_withdraw,
+)
+from stf.constants import ADDRESS_LEN, HASH_LEN, MAX_BLOCK_TXS
+from stf.errors import InvalidBlock, InvalidTransaction, ResultCode
+from stf.events import REASON_EXPIRED, REASON_SCHEDULED_CANCEL, ScheduleEvent, encode_event
+from stf.nonces import compute_kept_nonces, validate_nonce
+from stf.receipts import ActionResult, Receipt
+from stf.spot import (
+    cancel_all_orders, expire_resting, process_cancel, process_cancel_all, process_cancel_by_client_id,
+    process_market_order, process_modify, process_place_order,
+)
+from stf.state import State, commit_entries, get_account, set_nonces
+from stf.tx import (
+    AGENT_ACTION_KINDS, TIF_ALO, ApproveAgent, Cancel, CancelAll, CancelByClientId, Faucet, MarketOrder, Modify,
+    PlaceOrder, RevokeAgent, ScheduleCancel, Transaction, Transfer, Withdraw, decode_transaction,
+    validate_signature,
+)
+
+PROCESSORS: dict[type, Callable] = {
+    Transfer: process_transfer,
+    Withdraw: process_withdraw,
+    Faucet: process_faucet,
+    ApproveAgent: process_approve_agent,
+    RevokeAgent: process_revoke_agent,
+    PlaceOrder: process_place_order,
+    MarketOrder: process_market_order,
+    Cancel: process_cancel,
+    CancelByClientId: process_cancel_by_client_id,
+    CancelAll: process_cancel_all,
+    Modify: process_modify,
+    ScheduleCancel: process_schedule_cancel,
+}
+_UNAUTHORIZED = ActionResult(ResultCode.UNAUTHORIZED)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockHeader:
+    chain_id: str
+    height: int
+    time_ms: int
+    prev_hash: bytes
+    proposer: bytes
+    txs_root: bytes
+
+    def to_wire(self) -> list:
+        return [self.chain_id.encode(), self.height, self.time_ms, self.prev_hash, self.proposer, self.txs_root]
+
+    def hash(self) -> bytes:
+        return hashlib.sha256(codec.encode(self.to_wire())).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    header: BlockHeader
+    txs: tuple[bytes, ...]
+
+    def to_wire(self) -> bytes:
+        return codec.encode([self.header.to_wire(), list(self.txs)])
+
+
+@dataclass(frozen=True, slots=True)
+class BlockResult:
+    block_hash: bytes
+    receipts: tuple[Receipt, ...]
+    events: list
+    entries: list[tuple[bytes, bytes | None]]
+    state_root: bytes
+
+    def diff_wire(self, height: int) -> bytes:
+        """The block diff: what a client at height - 1 needs to reach this height exactly."""
+        return codec.encode([
+            height, self.block_hash, self.state_root, [encode_event(e) for e in self.events],
+            [[k, v] for k, v in self.entries],
+        ])
+
+
+def compute_txs_root(tx_hashes: list[bytes]) -> bytes:
+    """Binary Merkle root over transaction hashes: leaf = H(0x00 | hash), node = H(0x01 | left | right), an odd
+    node is carried up unchanged; the empty list gives H(0x00)."""
+    if not tx_hashes:
+        return hashlib.sha256(b"\x00").digest()
+    level = [hashlib.sha256(b"\x00" + h).digest() for h in tx_hashes]
+    while len(level) > 1:
+        nxt = [hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def make_block(state: State, time_ms: int, txs: list[bytes], proposer: bytes = bytes(ADDRESS_LEN)) -> Block:
+    """The next block on top of `state` carrying `txs` (proposers and tests)."""
+    hashes = [hashlib.sha256(tx).digest() for tx in txs]
+    header = BlockHeader(
+        state.params.chain_id, state.height + 1, time_ms, state.last_block_hash, proposer, compute_txs_root(hashes),
+    )
+    return Block(header, tuple(txs))
+
+
+def validate_header(state: State, header: BlockHeader, tx_hashes: list[bytes]) -> None:
+    if header.chain_id != state.params.chain_id:
+        raise InvalidBlock(f"chain id {header.chain_id!r} is not {state.params.chain_id!r}")
+    if header.height != state.height + 1:
+        raise InvalidBlock(f"height {header.height} does not follow {state.height}")
+    if header.time_ms < state.time_ms:
+        raise InvalidBlock(f"time {header.time_ms} is before the previous block's {state.time_ms}")
+    if header.prev_hash != state.last_block_hash:
+        raise InvalidBlock("previous block hash does not match")
+    if len(header.proposer) != ADDRESS_LEN or len(header.txs_root) != HASH_LEN:
+        raise InvalidBlock("malformed proposer or transactions root")
+    if len(tx_hashes) > MAX_BLOCK_TXS:
+        raise InvalidBlock(f"{len(tx_hashes)} transactions exceeds the limit of {MAX_BLOCK_TXS}")
+    if compute_txs_root(tx_hashes) != header.txs_root:
+        raise InvalidBlock("transactions root does not match the transactions")
+
+
+def is_maker_only(tx: Transaction) -> bool:
+    """True when every action only cancels or places a post-only order: such transactions run first."""
+    for action in tx.actions:
+        kind = type(action)
+        if kind is PlaceOrder:
+            if action.time_in_force != TIF_ALO:
+                return False
+        elif kind is not Cancel and kind is not CancelByClientId and kind is not CancelAll:
+            return False
+    return True
+
+
+def compute_execution_order(txs: list[Transaction]) -> list[Transaction]:
+    """Makers first (Hyperliquid's rule, which protects resting liquidity), otherwise block order."""
+    return [tx for tx in txs if is_maker_only(tx)] + [tx for tx in txs if not is_maker_only(tx)]
+
+
+def validate_transactions(state: State, header: BlockHeader, txs: list[Transaction], verified: Container[bytes]) -> dict[bytes, list[int]]:
+    """Check signatures and nonces in execution order; returns the new kept-nonce lists per signer."""
+    chain_id = state.params.chain_id
+    kept_by_signer: dict[bytes, list[int]] = {}
+    for tx in txs:
+        try:
+            if tx.hash not in verified:
+                validate_signature(tx, chain_id)
+            kept = kept_by_signer.get(tx.signer)
+            if kept is None:
+                kept = state.nonces.get(tx.signer, [])
+            validate_nonce(state.params, header.time_ms, kept, tx.nonce)
+        except InvalidTransaction as exc:
+            raise InvalidBlock(f"transaction {tx.hash.hex()}: {exc.code}: {exc}") from exc
+        kept_by_signer[tx.signer] = compute_kept_nonces(state.params, kept, tx.nonce)
+    return kept_by_signer
+
+
+def process_block_time(state: State, events: list) -> None:
+    """Expire good-til-time orders, then fire dead-man's switches, both in (time, id) order."""
+    now = state.time_ms
+    expiry_heap = state.expiry_heap
+    while expiry_heap and expiry_heap[0][0] <= now:
+        expires_at_ms, order_id = heapq.heappop(expiry_heap)
+        order = state.orders.get(order_id)
+        if order is not None and order.expires_at_ms == expires_at_ms:
+            expire_resting(state, events, state.markets[order.market_id], order, REASON_EXPIRED)
+    schedule_heap = state.schedule_heap
+    while schedule_heap and schedule_heap[0][0] <= now:
+        at_ms, address = heapq.heappop(schedule_heap)
+        account = state.accounts.get(address)
+        if account is not None and account.cancel_all_at_ms == at_ms:
+            cancel_all_orders(state, events, account, None, REASON_SCHEDULED_CANCEL)
+            account.cancel_all_at_ms = 0
+            state.dirty_accounts[address] = None
+            events.append(ScheduleEvent(address, at_ms, True))
+
+
+def process_transaction(state: State, events: list, tx: Transaction) -> Receipt:
+    account = get_account(state, tx.account)
+    is_owner = tx.signer == tx.account
+    if not is_owner and tx.signer not in account.agents:
+        return Receipt(tx.hash, tuple(_UNAUTHORIZED for _ in tx.actions))
+    results = []
+    for action in tx.actions:
+        if not is_owner and action.KIND not in AGENT_ACTION_KINDS:
+            results.append(_UNAUTHORIZED)
+            continue
+        results.append(PROCESSORS[type(action)](state, events, account, action))
+    return Receipt(tx.hash, tuple(results))
+
+
+def decode_block_transactions(block: Block) -> list[Transaction]:
+    txs = []
+    for index, wire in enumerate(block.txs):
+        try:
+            txs.append(decode_transaction(wire))
+        except InvalidTransaction as exc:
+            raise InvalidBlock(f"transaction {index}: {exc.code}: {exc}") from exc
+    return txs
+
+
+def apply_block(state: State, block: Block, verified: Container[bytes] = ()) -> BlockResult:
+    """Apply `block` to `state` in place. `verified` holds hashes whose signatures the caller already checked."""
+    header = block.header
+    txs = decode_block_transactions(block)
+    validate_header(state, header, [tx.hash for tx in txs])
+    ordered = compute_execution_order(txs)
+    kept_by_signer = validate_transactions(state, header, ordered, verified)
+
+    events: list = []
+    state.height = header.height
+    state.time_ms = header.time_ms
+    state.dirty_global = True
+    for signer, kept in kept_by_signer.items():
+        set_nonces(state, signer, kept)
+    process_block_time(state, events)
+    by_hash = {tx.hash: process_transaction(state, events, tx) for tx in ordered}
+    receipts = tuple(by_hash[tx.hash] for tx in txs)
+    block_hash = header.hash()
+    state.last_block_hash = block_hash
+    entries, root = commit_entries(state)
+    return BlockResult(block_hash, receipts, events, entries, root)

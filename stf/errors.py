@@ -1,0 +1,109 @@
+"""The two error tiers of the STF.
+
+Tier 1, invalid input: a subclass of `KabutoError` is raised and the transaction is never included; a block that
+contains one is rejected whole (`InvalidBlock`). Each rejection rule has its own class so callers (mempool, RPC)
+can report exactly which rule failed; `code` is the stable wire name documented in docs/PROTOCOL.md.
+
+Tier 2, a valid transaction whose action fails: no exception; the action's receipt carries a `ResultCode` and
+the action leaves no trace in the state.
+"""
+
+from enum import IntEnum
+
+
+class KabutoError(Exception):
+    """Base of every error the STF raises on bad input."""
+
+    code = "invalid"
+
+
+class MalformedEncoding(KabutoError):
+    code = "malformed_encoding"
+
+
+class InvalidTransaction(KabutoError):
+    """The transaction can never be included as it stands."""
+
+    code = "invalid_transaction"
+
+
+class MalformedTransaction(InvalidTransaction):
+    code = "malformed_transaction"
+
+
+class TransactionTooLarge(InvalidTransaction):
+    code = "tx_too_large"
+
+
+class TooManyActions(InvalidTransaction):
+    code = "too_many_actions"
+
+
+class UnknownAction(InvalidTransaction):
+    code = "unknown_action"
+
+
+class MalformedAction(InvalidTransaction):
+    code = "malformed_action"
+
+
+class BadSignature(InvalidTransaction):
+    code = "bad_signature"
+
+
+class WrongChain(InvalidTransaction):
+    code = "wrong_chain"
+
+
+class NonceAlreadyUsed(InvalidTransaction):
+    code = "nonce_already_used"
+
+
+class NonceTooLow(InvalidTransaction):
+    code = "nonce_too_low"
+
+
+class NonceTooOld(InvalidTransaction):
+    code = "nonce_too_old"
+
+
+class NonceTooNew(InvalidTransaction):
+    code = "nonce_too_new"
+
+
+class InvalidBlock(KabutoError):
+    """The block cannot be applied; the state is unchanged."""
+
+    code = "invalid_block"
+
+
+class InvalidGenesis(KabutoError):
+    code = "invalid_genesis"
+
+
+class ResultCode(IntEnum):
+    """Outcome of one action of an included transaction. 0 is success; the numbers are part of the protocol."""
+
+    OK = 0
+    UNAUTHORIZED = 1
+    UNKNOWN_ASSET = 2
+    INSUFFICIENT_BALANCE = 3
+    INVALID_AMOUNT = 4
+    UNKNOWN_MARKET = 5
+    MARKET_HALTED = 6
+    INVALID_PRICE = 7
+    INVALID_SIZE = 8
+    BELOW_MIN_SIZE = 9
+    POST_ONLY_WOULD_CROSS = 10
+    FOK_NOT_FILLED = 11
+    DUPLICATE_CLIENT_ID = 12
+    UNKNOWN_ORDER = 13
+    INVALID_EXPIRY = 14
+    TOO_MANY_OPEN_ORDERS = 15
+    FAUCET_DISABLED = 16
+    SELF_TRANSFER = 17
+    INVALID_AGENT = 18
+    AGENT_LIMIT = 19
+    REDUCE_ONLY_UNSUPPORTED = 20
+    INVALID_SCHEDULE = 21
+    UNKNOWN_ACCOUNT = 22

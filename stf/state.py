@@ -1,0 +1,383 @@
+"""The one state container of the exchange, its named mutators, and its canonical entries.
+
+The state is changed only through the mutators in this module (`credit`, `debit`, `hold`, `release`,
+`add_order`, `remove_order`, `resize_order`, ...). Each mutator marks the entry it touched as dirty; at the end
+of a block `commit_entries` encodes every dirty entry once, updates the state root and returns the changed entries
+(the state half of the block diff). So the cost of the root is proportional to what changed.
+
+Canonical entries (docs/PROTOCOL.md §State): every piece of state is one (key, value) pair with a canonical
+msgpack value; the state root commits to all of them; a block diff is the list of changed pairs, and
+`apply_entries` installs such a list, rebuilding the derived indexes (books, per-account order maps, expiry
+heaps) so that a client holding the state at height h-1 reaches the state at height h exactly.
+
+Atomicity: every `process_*` action validates everything before its first mutation, so a failed action has
+nothing to undo; `apply_block` validates every transaction before executing any, so an invalid block leaves the
+state untouched. Derived indexes are iterated only in sorted order, never in dict or set order, so behaviour does
+not depend on how the state was built (executed or installed from a diff or a snapshot).
+"""
+
+import heapq
+
+from stf import codec
+from stf.book import Book, Order
+from stf.merkle import MerkleMap
+from stf.params import AssetParams, ChainParams, GenesisConfig, SpotMarketParams
+from stf.units import Atoms, SizeLots, TimeMs
+
+KEY_ACCOUNT = b"a"
+KEY_ORDER = b"o"
+KEY_MARKET = b"m"
+KEY_NONCES = b"n"
+KEY_GLOBAL = b"g"
+KEY_ASSET = b"s"
+
+
+class Account:
+    __slots__ = ("address", "balances", "holds", "orders", "client_ids", "agents", "cancel_all_at_ms")
+
+    def __init__(self, address: bytes) -> None:
+        self.address = address
+        self.balances: dict[int, int] = {}
+        self.holds: dict[int, int] = {}
+        self.orders: dict[int, Order] = {}
+        self.client_ids: dict[int, Order] = {}
+        self.agents: dict[bytes, None] = {}
+        self.cancel_all_at_ms: TimeMs = TimeMs(0)
+
+    def get_available(self, asset: int) -> Atoms:
+        return Atoms(self.balances.get(asset, 0) - self.holds.get(asset, 0))
+
+
+class Market:
+    __slots__ = ("params", "book", "last_trade_price", "halted")
+
+    def __init__(self, params: SpotMarketParams) -> None:
+        self.params = params
+        self.book = Book()
+        self.last_trade_price = 0
+        self.halted = False
+
+
+class State:
+    __slots__ = (
+        "params", "assets", "markets", "accounts", "orders", "nonces", "height", "time_ms", "last_block_hash",
+        "next_seq", "expiry_heap", "schedule_heap", "merkle", "dirty_accounts", "dirty_orders", "dirty_markets",
+        "dirty_nonces", "dirty_global",
+    )
+
+    def __init__(self, params: ChainParams) -> None:
+        self.params = params
+        self.assets: dict[int, AssetParams] = {}
+        self.markets: dict[int, Market] = {}
+        self.accounts: dict[bytes, Account] = {}
+        self.orders: dict[int, Order] = {}
+        self.nonces: dict[bytes, list[int]] = {}
+        self.height = 0
+        self.time_ms = TimeMs(0)
+        self.last_block_hash = bytes(32)
+        self.next_seq = 1
+        self.expiry_heap: list[tuple[int, int]] = []
+        self.schedule_heap: list[tuple[int, bytes]] = []
+        self.merkle = MerkleMap()
+        self.dirty_accounts: dict[bytes, None] = {}
+        self.dirty_orders: dict[int, None] = {}
+        self.dirty_markets: dict[int, None] = {}
+        self.dirty_nonces: dict[bytes, None] = {}
+        self.dirty_global = True
+
+
+# --- accessors ---------------------------------------------------------------------------------------------
+
+def get_account(state: State, address: bytes) -> Account:
+    """The account at `address`, created empty on first use (creation alone changes no entry)."""
+    account = state.accounts.get(address)
+    if account is None:
+        account = state.accounts[address] = Account(address)
+    return account
+
+
+def allocate_seq(state: State) -> int:
+    seq = state.next_seq
+    state.next_seq = seq + 1
+    state.dirty_global = True
+    return seq
+
+
+# --- balance mutators ----------------------------------------------------------------------------------------
+
+def credit(state: State, account: Account, asset: int, amount: int) -> None:
+    if amount:
+        new = account.balances.get(asset, 0) + amount
+        assert new >= 0, "credit left a negative balance"
+        if new:
+            account.balances[asset] = new
+        else:
+            del account.balances[asset]
+        state.dirty_accounts[account.address] = None
+
+
+def debit(state: State, account: Account, asset: int, amount: int) -> None:
+    credit(state, account, asset, -amount)
+    assert account.balances.get(asset, 0) >= account.holds.get(asset, 0), "debit consumed held funds"
+
+
+def hold(state: State, account: Account, asset: int, amount: int) -> None:
+    if amount:
+        new = account.holds.get(asset, 0) + amount
+        assert 0 <= new <= account.balances.get(asset, 0), "hold outside [0, balance]"
+        if new:
+            account.holds[asset] = new
+        else:
+            del account.holds[asset]
+        state.dirty_accounts[account.address] = None
+
+
+def release(state: State, account: Account, asset: int, amount: int) -> None:
+    hold(state, account, asset, -amount)
+
+
+# --- order mutators ------------------------------------------------------------------------------------------
+
+def add_order(state: State, order: Order) -> None:
+    """Rest `order` in its book and index it (its funds must already be held)."""
+    state.orders[order.order_id] = order
+    account = state.accounts[order.owner]
+    account.orders[order.order_id] = order
+    if order.client_id is not None:
+        account.client_ids[order.client_id] = order
+    state.markets[order.market_id].book.side(order.is_buy).insert(order)
+    if order.expires_at_ms:
+        heapq.heappush(state.expiry_heap, (order.expires_at_ms, order.order_id))
+    state.dirty_orders[order.order_id] = None
+
+
+def unindex_order(state: State, order: Order) -> None:
+    """Forget `order` everywhere but the book (the caller has taken it off the book already)."""
+    del state.orders[order.order_id]
+    account = state.accounts[order.owner]
+    del account.orders[order.order_id]
+    if order.client_id is not None:
+        del account.client_ids[order.client_id]
+    state.dirty_orders[order.order_id] = None
+
+
+def remove_order(state: State, order: Order) -> None:
+    state.markets[order.market_id].book.side(order.is_buy).remove(order)
+    unindex_order(state, order)
+
+
+def resize_order(state: State, order: Order, size_lots: SizeLots) -> None:
+    """Shrink a resting order in place, keeping its priority."""
+    assert 0 < size_lots <= order.size_lots
+    order.size_lots = size_lots
+    state.dirty_orders[order.order_id] = None
+
+
+# --- nonces --------------------------------------------------------------------------------------------------
+
+def set_nonces(state: State, signer: bytes, kept: list[int]) -> None:
+    state.nonces[signer] = kept
+    state.dirty_nonces[signer] = None
+
+
+# --- canonical entries ---------------------------------------------------------------------------------------
+
+def account_key(address: bytes) -> bytes:
+    return KEY_ACCOUNT + address
+
+
+def order_key(order_id: int) -> bytes:
+    return KEY_ORDER + order_id.to_bytes(8, "big")
+
+
+def market_key(market_id: int) -> bytes:
+    return KEY_MARKET + market_id.to_bytes(4, "big")
+
+
+def nonces_key(signer: bytes) -> bytes:
+    return KEY_NONCES + signer
+
+
+def asset_key(asset_id: int) -> bytes:
+    return KEY_ASSET + asset_id.to_bytes(4, "big")
+
+
+def encode_account(account: Account) -> bytes | None:
+    """None when the account holds nothing at all (an empty account is not an entry)."""
+    if not (account.balances or account.agents or account.cancel_all_at_ms):
+        return None
+    return codec.encode([
+        sorted(account.balances.items()), sorted(account.holds.items()), sorted(account.agents),
+        account.cancel_all_at_ms,
+    ])
+
+
+def encode_market(market: Market) -> bytes:
+    p = market.params
+    return codec.encode([
+        p.market_id, p.symbol.encode(), p.base_asset, p.quote_asset, p.tick_size, p.lot_size, p.min_size_lots,
+        p.maker_fee_bps, p.taker_fee_bps, p.fee_account, market.last_trade_price, market.halted,
+    ])
+
+
+def encode_asset(asset: AssetParams) -> bytes:
+    return codec.encode([asset.asset_id, asset.symbol.encode(), asset.decimals])
+
+
+def encode_global(state: State) -> bytes:
+    return codec.encode([
+        state.params.chain_id.encode(), state.height, state.time_ms, state.last_block_hash, state.next_seq,
+    ])
+
+
+def collect_dirty_entries(state: State) -> list[tuple[bytes, bytes | None]]:
+    """Encode every dirty entry once, in key order, and clear the dirty marks."""
+    entries: list[tuple[bytes, bytes | None]] = []
+    accounts = state.accounts
+    for address in sorted(state.dirty_accounts):
+        entries.append((account_key(address), encode_account(accounts[address])))
+    orders = state.orders
+    for order_id in sorted(state.dirty_orders):
+        order = orders.get(order_id)
+        entries.append((order_key(order_id), None if order is None else codec.encode(order.to_fields())))
+    for market_id in sorted(state.dirty_markets):
+        entries.append((market_key(market_id), encode_market(state.markets[market_id])))
+    for signer in sorted(state.dirty_nonces):
+        entries.append((nonces_key(signer), codec.encode(state.nonces[signer])))
+    if state.dirty_global:
+        entries.append((KEY_GLOBAL, encode_global(state)))
+    state.dirty_accounts.clear()
+    state.dirty_orders.clear()
+    state.dirty_markets.clear()
+    state.dirty_nonces.clear()
+    state.dirty_global = False
+    entries.sort()
+    return entries
+
+
+def commit_entries(state: State) -> tuple[list[tuple[bytes, bytes | None]], bytes]:
+    """Write the dirty entries into the state root; returns (changed entries, new root)."""
+    entries = collect_dirty_entries(state)
+    merkle = state.merkle
+    for key, value in entries:
+        if value is None:
+            merkle.delete(key)
+        else:
+            merkle.set(key, value)
+    return entries, merkle.root()
+
+
+def export_entries(state: State) -> list[tuple[bytes, bytes]]:
+    """Every entry of the state, in key order: a full snapshot."""
+    entries = [(asset_key(a), encode_asset(state.assets[a])) for a in sorted(state.assets)]
+    entries += [(market_key(m), encode_market(state.markets[m])) for m in sorted(state.markets)]
+    for address in sorted(state.accounts):
+        value = encode_account(state.accounts[address])
+        if value is not None:
+            entries.append((account_key(address), value))
+    entries += [(order_key(o), codec.encode(state.orders[o].to_fields())) for o in sorted(state.orders)]
+    entries += [(nonces_key(s), codec.encode(state.nonces[s])) for s in sorted(state.nonces)]
+    entries.append((KEY_GLOBAL, encode_global(state)))
+    entries.sort()
+    return entries
+
+
+# --- installing entries (block diffs and snapshots) ---------------------------------------------------------
+
+def _install_account(state: State, address: bytes, value: bytes | None) -> None:
+    account = get_account(state, address)
+    if value is None:
+        account.balances, account.holds, account.agents, account.cancel_all_at_ms = {}, {}, {}, TimeMs(0)
+        return
+    balances, holds, agents, cancel_all_at_ms = codec.decode(value, len(value))
+    account.balances = {asset: amount for asset, amount in balances}
+    account.holds = {asset: amount for asset, amount in holds}
+    account.agents = dict.fromkeys(agents)
+    account.cancel_all_at_ms = cancel_all_at_ms
+    if cancel_all_at_ms:
+        heapq.heappush(state.schedule_heap, (cancel_all_at_ms, address))
+
+
+def _install_order(state: State, order_id: int, value: bytes | None) -> None:
+    old = state.orders.get(order_id)
+    if old is not None:
+        remove_order(state, old)
+    if value is None:
+        return
+    order = Order(*codec.decode(value, len(value)))
+    get_account(state, order.owner)
+    state.orders[order.order_id] = order
+    account = state.accounts[order.owner]
+    account.orders[order.order_id] = order
+    if order.client_id is not None:
+        account.client_ids[order.client_id] = order
+    state.markets[order.market_id].book.side(order.is_buy).insert_by_seq(order)
+    if order.expires_at_ms:
+        heapq.heappush(state.expiry_heap, (order.expires_at_ms, order.order_id))
+
+
+def _install_market(state: State, value: bytes) -> None:
+    (market_id, symbol, base, quote, tick, lot, min_size, maker_bps, taker_bps, fee_account, last_trade_price,
+     halted) = codec.decode(value, len(value))
+    params = SpotMarketParams(
+        market_id, symbol.decode(), base, quote, tick, lot, min_size, maker_bps, taker_bps, fee_account,
+    )
+    market = state.markets.get(market_id)
+    if market is None:
+        market = state.markets[market_id] = Market(params)
+    market.params = params
+    market.last_trade_price = last_trade_price
+    market.halted = halted
+
+
+def apply_entries(state: State, entries: list[tuple[bytes, bytes | None]]) -> bytes:
+    """Install changed entries (a block diff's, or a whole snapshot) and return the new state root.
+
+    Markets and assets are installed before orders so an order always finds its book.
+    """
+    for key, value in sorted(entries, key=lambda kv: (kv[0][:1] not in (KEY_ASSET, KEY_MARKET), kv[0])):
+        tag, rest = key[:1], key[1:]
+        if tag == KEY_ACCOUNT:
+            _install_account(state, rest, value)
+        elif tag == KEY_ORDER:
+            _install_order(state, int.from_bytes(rest, "big"), value)
+        elif tag == KEY_MARKET:
+            _install_market(state, value)
+        elif tag == KEY_NONCES:
+            state.nonces[rest] = codec.decode(value, len(value))
+        elif tag == KEY_ASSET:
+            asset_id, symbol, decimals = codec.decode(value, len(value))
+            state.assets[asset_id] = AssetParams(asset_id, symbol.decode(), decimals)
+        elif tag == KEY_GLOBAL:
+            _chain, state.height, state.time_ms, state.last_block_hash, state.next_seq = codec.decode(
+                value, len(value))
+        else:
+            raise ValueError(f"unknown state key tag {tag!r}")
+        if value is None:
+            state.merkle.delete(key)
+        else:
+            state.merkle.set(key, value)
+    state.dirty_accounts.clear()
+    state.dirty_orders.clear()
+    state.dirty_markets.clear()
+    state.dirty_nonces.clear()
+    state.dirty_global = False
+    return state.merkle.root()
+
+
+# --- genesis -------------------------------------------------------------------------------------------------
+
+def initialize_state(genesis: GenesisConfig) -> State:
+    """The state at height 0: assets, markets and balances from genesis, with its root computed."""
+    state = State(genesis.params)
+    state.time_ms = genesis.genesis_time_ms
+    for asset in genesis.assets:
+        state.assets[asset.asset_id] = asset
+        state.merkle.set(asset_key(asset.asset_id), encode_asset(asset))
+    for params in genesis.spot_markets:
+        state.markets[params.market_id] = Market(params)
+        state.dirty_markets[params.market_id] = None
+    for address, asset, amount in genesis.balances:
+        credit(state, get_account(state, address), asset, amount)
+    commit_entries(state)
+    return state

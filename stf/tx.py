@@ -1,0 +1,330 @@
+"""Transactions and actions: wire format, decoding with validation, signing and hashing (docs/PROTOCOL.md).
+
+Wire format of a signed transaction: the canonical msgpack array `[body, signature]`, both `bin`. The body is
+itself canonical msgpack: `[version, account, signer_public_key, nonce, [action, ...]]`; each action is an array
+whose first element is its type number. The signature covers `compute_sign_bytes(chain_id, body)`; the
+transaction hash is SHA-256 of the whole wire bytes.
+
+`decode_transaction` performs every stateless check (encoding, sizes, field types and ranges, known action
+types) and raises a specific `InvalidTransaction` subclass. It does not verify the signature: that is
+`validate_signature`, kept apart so a node verifies each transaction once, off the hot path.
+"""
+
+import hashlib
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from stf import codec
+from stf.constants import (
+    ADDRESS_LEN, MAX_ACTIONS_PER_TX, MAX_TX_BYTES, MAX_WITHDRAW_DESTINATION_LEN, PROTOCOL_VERSION, PUBKEY_LEN,
+    SIGNATURE_LEN,
+)
+from stf.crypto import PrivateKey, compute_address, compute_sign_bytes, is_valid_signature
+from stf.errors import (
+    BadSignature, MalformedAction, MalformedEncoding, MalformedTransaction, TooManyActions, TransactionTooLarge,
+    UnknownAction,
+)
+from stf.units import U64_MAX
+
+TIF_GTC = 0
+TIF_IOC = 1
+TIF_FOK = 2
+TIF_ALO = 3
+TIME_IN_FORCE_NAMES = {TIF_GTC: "gtc", TIF_IOC: "ioc", TIF_FOK: "fok", TIF_ALO: "alo"}
+
+
+def _field_u64(value: Any, name: str, minimum: int = 0) -> int:
+    if type(value) is not int or not minimum <= value <= U64_MAX:
+        raise MalformedAction(f"{name} must be an integer in [{minimum}, 2^64-1]")
+    return value
+
+
+def _field_optional_u64(value: Any, name: str) -> int | None:
+    return None if value is None else _field_u64(value, name, 1)
+
+
+def _field_bool(value: Any, name: str) -> bool:
+    if type(value) is not bool:
+        raise MalformedAction(f"{name} must be a boolean")
+    return value
+
+
+def _field_bytes(value: Any, name: str, length: int) -> bytes:
+    if type(value) is not bytes or len(value) != length:
+        raise MalformedAction(f"{name} must be {length} bytes")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    KIND: ClassVar[int] = 1
+    to: bytes
+    asset: int
+    amount: int
+
+    @classmethod
+    def from_fields(cls, f: list) -> "Transfer":
+        return cls(_field_bytes(f[0], "to", ADDRESS_LEN), _field_u64(f[1], "asset"), _field_u64(f[2], "amount", 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    KIND: ClassVar[int] = 2
+    asset: int
+    amount: int
+    destination: bytes
+
+    @classmethod
+    def from_fields(cls, f: list) -> "Withdraw":
+        destination = f[2]
+        if type(destination) is not bytes or not 1 <= len(destination) <= MAX_WITHDRAW_DESTINATION_LEN:
+            raise MalformedAction(f"destination must be 1 to {MAX_WITHDRAW_DESTINATION_LEN} bytes")
+        return cls(_field_u64(f[0], "asset"), _field_u64(f[1], "amount", 1), destination)
+
+
+@dataclass(frozen=True, slots=True)
+class Faucet:
+    KIND: ClassVar[int] = 3
+    asset: int
+    amount: int
+
+    @classmethod
+    def from_fields(cls, f: list) -> "Faucet":
+        return cls(_field_u64(f[0], "asset"), _field_u64(f[1], "amount", 1))
+
+
+@dataclass(frozen=True, slots=True)
+class ApproveAgent:
+    KIND: ClassVar[int] = 4
+    agent: bytes
+
+    @classmethod
+    def from_fields(cls, f: list) -> "ApproveAgent":
+        return cls(_field_bytes(f[0], "agent", ADDRESS_LEN))
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeAgent:
+    KIND: ClassVar[int] = 5
+    agent: bytes
+
+    @classmethod
+    def from_fields(cls, f: list) -> "RevokeAgent":
+        return cls(_field_bytes(f[0], "agent", ADDRESS_LEN))
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    """A limit order. `expires_at_ms` 0 means good until cancelled; `client_id` None means none."""
+
+    KIND: ClassVar[int] = 10
+    market: int
+    is_buy: bool
+    price: int
+    size_lots: int
+    time_in_force: int
+    client_id: int | None
+    expires_at_ms: int
+    reduce_only: bool
+
+    @classmethod
+    def from_fields(cls, f: list) -> "PlaceOrder":
+        tif = _field_u64(f[4], "time_in_force")
+        if tif not in TIME_IN_FORCE_NAMES:
+            raise MalformedAction("time_in_force must be 0 (gtc), 1 (ioc), 2 (fok) or 3 (alo)")
+        return cls(
+            _field_u64(f[0], "market"), _field_bool(f[1], "is_buy"), _field_u64(f[2], "price", 1),
+            _field_u64(f[3], "size_lots", 1), tif, _field_optional_u64(f[5], "client_id"),
+            _field_u64(f[6], "expires_at_ms"), _field_bool(f[7], "reduce_only"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MarketOrder:
+    """Immediate-or-cancel at any price up to `worst_price` (a buy) or down to it (a sell)."""
+
+    KIND: ClassVar[int] = 11
+    market: int
+    is_buy: bool
+    size_lots: int
+    worst_price: int
+    client_id: int | None
+    reduce_only: bool
+
+    @classmethod
+    def from_fields(cls, f: list) -> "MarketOrder":
+        return cls(
+            _field_u64(f[0], "market"), _field_bool(f[1], "is_buy"), _field_u64(f[2], "size_lots", 1),
+            _field_u64(f[3], "worst_price", 1), _field_optional_u64(f[4], "client_id"),
+            _field_bool(f[5], "reduce_only"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    KIND: ClassVar[int] = 12
+    market: int
+    order_id: int
+
+    @classmethod
+    def from_fields(cls, f: list) -> "Cancel":
+        return cls(_field_u64(f[0], "market"), _field_u64(f[1], "order_id", 1))
+
+
+@dataclass(frozen=True, slots=True)
+class CancelByClientId:
+    KIND: ClassVar[int] = 13
+    market: int
+    client_id: int
+
+    @classmethod
+    def from_fields(cls, f: list) -> "CancelByClientId":
+        return cls(_field_u64(f[0], "market"), _field_u64(f[1], "client_id", 1))
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAll:
+    """Cancel every open order of the account, in one market or (market None) in all."""
+
+    KIND: ClassVar[int] = 14
+    market: int | None
+
+    @classmethod
+    def from_fields(cls, f: list) -> "CancelAll":
+        return cls(None if f[0] is None else _field_u64(f[0], "market"))
+
+
+@dataclass(frozen=True, slots=True)
+class Modify:
+    """Set a resting order's price and remaining size. Priority is kept only if the price is unchanged and the
+    size does not grow; otherwise the order is re-sequenced (and may trade) under the same order id."""
+
+    KIND: ClassVar[int] = 15
+    market: int
+    order_id: int
+    price: int
+    size_lots: int
+
+    @classmethod
+    def from_fields(cls, f: list) -> "Modify":
+        return cls(
+            _field_u64(f[0], "market"), _field_u64(f[1], "order_id", 1), _field_u64(f[2], "price", 1),
+            _field_u64(f[3], "size_lots", 1),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleCancel:
+    """Dead-man's switch: cancel all the account's orders at the first block with time >= `at_ms`; None clears."""
+
+    KIND: ClassVar[int] = 16
+    at_ms: int | None
+
+    @classmethod
+    def from_fields(cls, f: list) -> "ScheduleCancel":
+        return cls(_field_optional_u64(f[0], "at_ms"))
+
+
+Action = (
+    Transfer | Withdraw | Faucet | ApproveAgent | RevokeAgent | PlaceOrder | MarketOrder | Cancel
+    | CancelByClientId | CancelAll | Modify | ScheduleCancel
+)
+ACTION_TYPES: dict[int, type] = {
+    cls.KIND: cls for cls in (
+        Transfer, Withdraw, Faucet, ApproveAgent, RevokeAgent, PlaceOrder, MarketOrder, Cancel, CancelByClientId,
+        CancelAll, Modify, ScheduleCancel,
+    )
+}
+ACTION_FIELD_NAMES: dict[int, tuple[str, ...]] = {
+    kind: tuple(f.name for f in fields(cls)) for kind, cls in ACTION_TYPES.items()
+}
+# Actions an approved agent key may sign for its account: trading only, never moving funds or keys.
+AGENT_ACTION_KINDS = frozenset((10, 11, 12, 13, 14, 15, 16))
+
+
+def encode_action(action: Action) -> list:
+    return [action.KIND, *(getattr(action, name) for name in ACTION_FIELD_NAMES[action.KIND])]
+
+
+def decode_action(raw: Any) -> Action:
+    if type(raw) is not list or not raw or type(raw[0]) is not int:
+        raise MalformedAction("an action must be an array starting with its type number")
+    cls = ACTION_TYPES.get(raw[0])
+    if cls is None:
+        raise UnknownAction(f"unknown action type {raw[0]}")
+    if len(raw) - 1 != len(ACTION_FIELD_NAMES[raw[0]]):
+        raise MalformedAction(f"action type {raw[0]} takes {len(ACTION_FIELD_NAMES[raw[0]])} fields")
+    return cls.from_fields(raw[1:])
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A decoded signed transaction. `account` is who it acts for; `signer` the address of the signing key."""
+
+    wire: bytes
+    hash: bytes
+    body: bytes
+    signature: bytes
+    account: bytes
+    signer_public_key: bytes
+    signer: bytes
+    nonce: int
+    actions: tuple[Action, ...]
+
+
+def _decode_body(body_raw: Any) -> tuple[bytes, bytes, int, tuple[Action, ...]]:
+    if type(body_raw) is not list or len(body_raw) != 5:
+        raise MalformedTransaction("body must be [version, account, signer, nonce, actions]")
+    version, account, signer_public_key, nonce, actions_raw = body_raw
+    if version != PROTOCOL_VERSION or type(version) is not int:
+        raise MalformedTransaction(f"unsupported version {version!r}")
+    if type(account) is not bytes or len(account) != ADDRESS_LEN:
+        raise MalformedTransaction("account must be 20 bytes")
+    if type(signer_public_key) is not bytes or len(signer_public_key) != PUBKEY_LEN:
+        raise MalformedTransaction("signer must be a 32-byte Ed25519 public key")
+    if type(nonce) is not int or not 0 < nonce <= U64_MAX:
+        raise MalformedTransaction("nonce must be an integer in [1, 2^64-1]")
+    if type(actions_raw) is not list or not actions_raw:
+        raise MalformedTransaction("actions must be a non-empty array")
+    if len(actions_raw) > MAX_ACTIONS_PER_TX:
+        raise TooManyActions(f"{len(actions_raw)} actions exceeds the limit of {MAX_ACTIONS_PER_TX}")
+    return account, signer_public_key, nonce, tuple(decode_action(raw) for raw in actions_raw)
+
+
+def decode_transaction(wire: bytes) -> Transaction:
+    """Decode and check a signed transaction's bytes; raises a specific InvalidTransaction."""
+    if type(wire) is not bytes:
+        raise MalformedTransaction("a transaction is a byte string")
+    if len(wire) > MAX_TX_BYTES:
+        raise TransactionTooLarge(f"{len(wire)} bytes exceeds the limit of {MAX_TX_BYTES}")
+    try:
+        envelope = codec.decode_canonical(wire, MAX_TX_BYTES)
+        if type(envelope) is not list or len(envelope) != 2:
+            raise MalformedTransaction("a signed transaction is [body, signature]")
+        body, signature = envelope
+        if type(body) is not bytes or type(signature) is not bytes or len(signature) != SIGNATURE_LEN:
+            raise MalformedTransaction("body must be bytes and signature 64 bytes")
+        account, signer_public_key, nonce, actions = _decode_body(codec.decode_canonical(body, MAX_TX_BYTES))
+    except MalformedEncoding as exc:
+        raise MalformedTransaction(str(exc)) from None
+    return Transaction(
+        wire, hashlib.sha256(wire).digest(), body, signature, account, signer_public_key,
+        compute_address(signer_public_key), nonce, actions,
+    )
+
+
+def validate_signature(tx: Transaction, chain_id: str) -> None:
+    if not is_valid_signature(tx.signer_public_key, compute_sign_bytes(chain_id, tx.body), tx.signature):
+        raise BadSignature("the signature does not verify for this signer, chain id and body")
+
+
+def encode_body(account: bytes, signer_public_key: bytes, nonce: int, actions: list[Action]) -> bytes:
+    return codec.encode([PROTOCOL_VERSION, account, signer_public_key, nonce, [encode_action(a) for a in actions]])
+
+
+def sign_transaction(
+    key: PrivateKey, chain_id: str, nonce: int, actions: list[Action], account: bytes | None = None,
+) -> bytes:
+    """The wire bytes of a transaction signed by `key`, acting for `account` (default: the key's own)."""
+    body = encode_body(account or key.address, key.public_key, nonce, actions)
+    return codec.encode([body, key.sign(compute_sign_bytes(chain_id, body))])
