@@ -1,0 +1,207 @@
+"""State-root hashing rules, the proof type and a standalone verifier.
+
+This file is the single definition of how the state root is hashed (docs/STATE_ROOT.md is its prose twin).
+`stf/merkle.py` imports every constant and hash function from here, so prover and verifier cannot drift.
+
+It deliberately imports nothing but `hashlib` and builtins, so a wallet or light client can copy this one file
+and check a proof without the rest of the node (no msgpack, no nacl, nothing else from `stf`).
+
+Contract (all hashes are SHA-256, all integers big-endian, `||` is concatenation):
+
+- key: 1..31 bytes (state keys are at most 21).
+- leaf digest: ``SHA256(0x00 || len(key) as 1 byte || key || value)``. The key is length-prefixed, so the value
+  is everything after it and no two (key, value) pairs share a preimage.
+- bucket index: the first ``DEPTH`` bits of ``SHA256(key)``.
+- key field (32 bytes): ``key || zero bytes up to 31 || len(key) as 1 byte``. Comparing key fields as unsigned
+  bytes orders them exactly like the keys themselves (a proper prefix first), and the width is fixed.
+- record (64 bytes): ``key field || leaf digest``.
+- bucket hash: ``SHA256(0x01 || record_1 || ... || record_n)`` over the bucket's entries in ascending key
+  order. An empty bucket is ``SHA256(0x01)``: no special case.
+- inner node: ``SHA256(0x02 || left || right)``; the tree is a complete binary tree of depth ``DEPTH`` whose
+  leaves are the ``2**DEPTH`` bucket hashes in index order. The state root is the top node.
+
+A proof for a key is the other entries of its bucket (sorted (key, leaf digest) pairs, the key itself left out)
+and the ``DEPTH`` sibling hashes from the bucket level up to just below the root. The same shape proves
+membership (the verifier inserts the claimed leaf) and absence (the verifier inserts nothing).
+
+Known limits: keys are at most 31 bytes, so a record has a fixed width and the node can find a key in a
+bucket by binary search. The proof binds the key and the value bytes; what
+those bytes mean (the msgpack encoding of an account, say) is the caller's business.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+DEPTH = 13
+"""Tree depth: 2**DEPTH buckets. A protocol constant; changing it changes every root."""
+
+DIGEST_SIZE = 32
+MAX_KEY_SIZE = 31
+KEY_FIELD_SIZE = 32
+RECORD_SIZE = KEY_FIELD_SIZE + DIGEST_SIZE
+
+TAG_LEAF = b"\x00"
+TAG_BUCKET = b"\x01"
+TAG_NODE = b"\x02"
+
+
+LENGTH_BYTES = tuple(bytes((n,)) for n in range(MAX_KEY_SIZE + 1))
+"""LENGTH_BYTES[n] == bytes((n,)), precomputed because it sits on the per-entry hot path."""
+
+
+def compute_leaf_digest(key: bytes, value: bytes) -> bytes:
+    """The commitment to one entry: SHA256(0x00 || len(key) || key || value)."""
+    return hashlib.sha256(TAG_LEAF + LENGTH_BYTES[len(key)] + key + value).digest()
+
+
+def compute_bucket_index(key: bytes) -> int:
+    """The first DEPTH bits of SHA256(key), read big-endian."""
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "big") >> (32 - DEPTH)
+
+
+def encode_key_field(key: bytes) -> bytes:
+    """The fixed-width form of a key: key || zero padding to 31 bytes || len(key)."""
+    return key.ljust(MAX_KEY_SIZE, b"\x00") + LENGTH_BYTES[len(key)]
+
+
+def encode_record(key: bytes, leaf_digest: bytes) -> bytes:
+    """One entry as it appears inside a bucket hash preimage: key field || leaf digest (64 bytes)."""
+    return encode_key_field(key) + leaf_digest
+
+
+def compute_bucket_hash(entries: list[tuple[bytes, bytes]]) -> bytes:
+    """Hash of a bucket from its (key, leaf digest) pairs, which must already be sorted by key."""
+    return hashlib.sha256(TAG_BUCKET + b"".join(encode_record(k, d) for k, d in entries)).digest()
+
+
+def compute_node_hash(left: bytes, right: bytes) -> bytes:
+    """Hash of an inner node from its two children."""
+    return hashlib.sha256(TAG_NODE + left + right).digest()
+
+
+def compute_empty_hashes() -> tuple[bytes, ...]:
+    """EMPTY[d] is the hash of an all-empty subtree whose top sits at depth d (EMPTY[DEPTH]: empty bucket)."""
+    hashes = [compute_bucket_hash([])]
+    for _ in range(DEPTH):
+        hashes.append(compute_node_hash(hashes[-1], hashes[-1]))
+    return tuple(reversed(hashes))
+
+
+EMPTY_HASHES = compute_empty_hashes()
+EMPTY_BUCKET_HASH = EMPTY_HASHES[DEPTH]
+EMPTY_ROOT = EMPTY_HASHES[0]
+
+
+def is_valid_key(key: object) -> bool:
+    return isinstance(key, bytes) and 1 <= len(key) <= MAX_KEY_SIZE
+
+
+def is_valid_digest(digest: object) -> bool:
+    return isinstance(digest, bytes) and len(digest) == DIGEST_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """Evidence that a key holds a value (or nothing) under a state root.
+
+    `entries`: the bucket's other (key, leaf digest) pairs, ascending by key, the proven key left out.
+    `siblings`: DEPTH hashes; siblings[0] is the sibling of the key's bucket, siblings[-1] a child of the root.
+    """
+
+    entries: tuple[tuple[bytes, bytes], ...]
+    siblings: tuple[bytes, ...]
+
+    def to_wire(self) -> list[list[object]]:
+        """Plain nested lists of bytes: [[[key, digest], ...], [sibling, ...]]. Hex-encode each bytes for JSON."""
+        return [[[k, d] for k, d in self.entries], list(self.siblings)]
+
+    @classmethod
+    def from_wire(cls, wire: object) -> Proof:
+        """Parse `to_wire()` output (lists or tuples, as msgpack may return); raises ValueError if malformed."""
+        if not isinstance(wire, (list, tuple)) or len(wire) != 2:
+            raise ValueError("proof: expected [entries, siblings]")
+        raw_entries, raw_siblings = wire
+        proof = cls(entries=parse_entries(raw_entries), siblings=parse_siblings(raw_siblings))
+        return proof
+
+
+def parse_entries(raw: object) -> tuple[tuple[bytes, bytes], ...]:
+    if not isinstance(raw, (list, tuple)):
+        raise ValueError("proof: entries must be a list")
+    entries = []
+    for item in raw:
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise ValueError("proof: each entry must be [key, digest]")
+        key, digest = bytes_or_error(item[0], "entry key"), bytes_or_error(item[1], "entry digest")
+        if not is_valid_key(key) or not is_valid_digest(digest):
+            raise ValueError(f"proof: entry key must be 1..{MAX_KEY_SIZE} bytes and digest 32 bytes")
+        entries.append((key, digest))
+    if not is_strictly_sorted(entries):
+        raise ValueError("proof: entries must be strictly ascending by key")
+    return tuple(entries)
+
+
+def parse_siblings(raw: object) -> tuple[bytes, ...]:
+    if not isinstance(raw, (list, tuple)) or len(raw) != DEPTH:
+        raise ValueError(f"proof: expected a list of exactly {DEPTH} sibling hashes")
+    siblings = tuple(bytes_or_error(s, "sibling") for s in raw)
+    if not all(is_valid_digest(s) for s in siblings):
+        raise ValueError("proof: every sibling must be 32 bytes")
+    return siblings
+
+
+def bytes_or_error(value: object, what: str) -> bytes:
+    # msgpack may hand back bytearray or memoryview-like buffers; normalise, but never accept str or ints.
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    raise ValueError(f"proof: {what} must be bytes, got {type(value).__name__}")
+
+
+def is_strictly_sorted(entries: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]) -> bool:
+    return all(entries[i][0] < entries[i + 1][0] for i in range(len(entries) - 1))
+
+
+def is_well_formed(key: object, value: object, proof: object) -> bool:
+    """Shape checks, so that verification of any input returns a bool instead of raising."""
+    if not is_valid_key(key) or not (value is None or isinstance(value, bytes)):
+        return False
+    if not isinstance(proof, Proof) or not isinstance(proof.siblings, tuple) or len(proof.siblings) != DEPTH:
+        return False
+    if not all(is_valid_digest(s) for s in proof.siblings) or not isinstance(proof.entries, tuple):
+        return False
+    for item in proof.entries:
+        if not isinstance(item, tuple) or len(item) != 2:
+            return False
+        if not is_valid_key(item[0]) or not is_valid_digest(item[1]):
+            return False
+    return is_strictly_sorted(proof.entries)
+
+
+def compute_proof_root(key: bytes, value: bytes | None, proof: Proof) -> bytes | None:
+    """The root that `proof` implies for (key, value), or None if the proof is inconsistent with the key."""
+    index = compute_bucket_index(key)
+    entries = list(proof.entries)
+    for other_key, _ in entries:
+        # The proven key must not hide among the others, and every other entry must really live in this bucket.
+        if other_key == key or compute_bucket_index(other_key) != index:
+            return None
+    if value is not None:
+        entries.append((key, compute_leaf_digest(key, value)))
+        entries.sort()
+    node = compute_bucket_hash(entries)
+    for sibling in proof.siblings:
+        node = compute_node_hash(sibling, node) if index & 1 else compute_node_hash(node, sibling)
+        index >>= 1
+    return node
+
+
+def verify_proof(root: bytes, key: bytes, value: bytes | None, proof: Proof) -> bool:
+    """True iff `proof` shows that `key` maps to `value` under `root` (value None: the key is absent).
+
+    Never raises: malformed input of any kind is simply not a valid proof.
+    """
+    if not is_valid_digest(root) or not is_well_formed(key, value, proof):
+        return False
+    return compute_proof_root(key, value, proof) == root

@@ -1,0 +1,408 @@
+"""Spec vectors and a model-based property test for the state root (stf/merkle.py, stf/proof.py).
+
+`naive_root` below re-derives the root from docs/STATE_ROOT.md with nothing but hashlib, independently of the
+implementation; the pinned hex values are the ones published in that document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stf.merkle import MerkleMap
+from stf.proof import DEPTH, EMPTY_ROOT, MAX_KEY_SIZE, Proof, compute_bucket_index, verify_proof
+
+EMPTY_ROOT_HEX = "e2e2212017e9cd402415785721adeb1be6f219b30758ff7376bad5c8c310a564"
+EMPTY_BUCKET_HEX = "4bf5122f344554c53bde2ebb8cd2b7e3d1600ad631c385a5d7cce23c7785459a"
+EXAMPLE = {
+    b"a" + bytes(range(20)): bytes.fromhex("93010203"),
+    b"o" + (7).to_bytes(8, "big"): b"order-7",
+    b"g": b"\x01",
+}
+EXAMPLE_ROOT_HEX = "6f5ed35617f8dbc1aa29298ac87975965bce8374f6143f23ba8d3c86b7439c6e"
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def naive_root(contents: dict[bytes, bytes]) -> bytes:
+    """The documented rules, computed from scratch over all 2**DEPTH buckets."""
+    buckets: list[list[bytes]] = [[] for _ in range(1 << DEPTH)]
+    for key in sorted(contents):
+        index = int.from_bytes(sha256(key), "big") >> (256 - DEPTH)
+        leaf = sha256(b"\x00" + bytes([len(key)]) + key + contents[key])
+        buckets[index].append(key.ljust(31, b"\x00") + bytes([len(key)]) + leaf)
+    level = [sha256(b"\x01" + b"".join(records)) for records in buckets]
+    while len(level) > 1:
+        level = [sha256(b"\x02" + level[i] + level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
+
+
+def build(contents: dict[bytes, bytes]) -> MerkleMap:
+    tree = MerkleMap()
+    for key, value in contents.items():
+        tree.set(key, value)
+    return tree
+
+
+def keys_in_bucket(index: int, count: int, prefix: bytes = b"a") -> list[bytes]:
+    """`count` distinct keys that all land in bucket `index` (found by search, deterministic)."""
+    found = []
+    n = 0
+    while len(found) < count:
+        key = prefix + n.to_bytes(20, "big")
+        if compute_bucket_index(key) == index:
+            found.append(key)
+        n += 1
+    return found
+
+
+SHARED = keys_in_bucket(5, 4) + keys_in_bucket(6, 3, prefix=b"o")
+"""Keys crowded into two adjacent buckets, so multi-entry buckets and sibling buckets get exercised."""
+
+
+# --- spec vectors -------------------------------------------------------------------------------------------
+
+
+def test_protocol_constants_match_the_document() -> None:
+    assert DEPTH == 13
+    assert MAX_KEY_SIZE == 31
+
+
+def test_empty_root_constant() -> None:
+    assert EMPTY_ROOT.hex() == EMPTY_ROOT_HEX
+    assert MerkleMap().root().hex() == EMPTY_ROOT_HEX
+    assert naive_root({}).hex() == EMPTY_ROOT_HEX
+    assert sha256(b"\x01").hex() == EMPTY_BUCKET_HEX
+
+
+def test_worked_example_root_matches_document_and_naive_rebuild() -> None:
+    tree = build(EXAMPLE)
+    assert tree.root().hex() == EXAMPLE_ROOT_HEX
+    assert naive_root(EXAMPLE).hex() == EXAMPLE_ROOT_HEX
+    assert len(tree) == 3
+
+
+def test_shared_bucket_root_matches_naive_rebuild() -> None:
+    contents = {key: bytes([i]) * i for i, key in enumerate(SHARED)} | EXAMPLE
+    assert build(contents).root() == naive_root(contents)
+
+
+def test_worked_example_intermediate_values() -> None:
+    key, leaf = b"g", bytes.fromhex("d27338b6adb1194edde4fcbd3d24a382bcef4d8b9a7131a712433c7e1b1fd0e3")
+    assert compute_bucket_index(key) == 6561
+    assert build(EXAMPLE).get_leaf(key) == leaf
+    record = b"g" + bytes(30) + b"\x01" + leaf
+    assert sha256(b"\x01" + record).hex() == "8591479adcbd5d4360a31177498dbdaac6fedef11bdac2c7634b8969b6203966"
+
+
+def test_leaf_digest_follows_documented_layout() -> None:
+    key, value = b"g", b"\x01"
+    tree = build({key: value})
+    assert tree.get_leaf(key) == sha256(b"\x00\x01g\x01")
+    assert tree.get_leaf(b"x") is None
+
+
+def test_insertion_order_does_not_change_root() -> None:
+    contents = {key: key[::-1] for key in SHARED} | EXAMPLE
+    forward = build(contents)
+    backward = build(dict(reversed(list(contents.items()))))
+    assert forward.root() == backward.root() == naive_root(contents)
+
+
+def test_overwrites_and_deletes_in_any_order_give_the_same_root() -> None:
+    first = MerkleMap()
+    first.set(SHARED[0], b"old")
+    first.set(SHARED[1], b"gone")
+    first.root()
+    first.delete(SHARED[1])
+    first.set(SHARED[0], b"new")
+    second = MerkleMap()
+    second.set(SHARED[0], b"new")
+    assert first.root() == second.root() == naive_root({SHARED[0]: b"new"})
+
+
+def test_deleting_back_to_empty_gives_the_empty_root() -> None:
+    tree = build(EXAMPLE | dict.fromkeys(SHARED, b"v"))
+    tree.root()
+    for key in list(EXAMPLE) + SHARED:
+        tree.delete(key)
+    assert tree.root() == EMPTY_ROOT
+    assert len(tree) == 0
+    assert tree.keys() == []
+
+
+def test_deleting_an_absent_key_is_a_no_op() -> None:
+    tree = build(EXAMPLE)
+    before = tree.root()
+    tree.delete(b"a" + bytes(20))
+    assert tree.root() == before
+    assert len(tree) == 3
+
+
+def test_set_then_delete_in_one_block_leaves_no_trace() -> None:
+    tree = build(EXAMPLE)
+    before = tree.root()
+    tree.set(SHARED[0], b"temporary")
+    tree.delete(SHARED[0])
+    assert tree.root() == before
+
+
+def test_keys_and_items_are_sorted_and_reflect_pending_changes() -> None:
+    tree = build(EXAMPLE | dict.fromkeys(SHARED, b"v"))
+    tree.delete(b"g")
+    expected = sorted(list(EXAMPLE) + SHARED)
+    expected.remove(b"g")
+    assert tree.keys() == expected
+    assert [digest for _, digest in tree.items()] == [tree.get_leaf(key) for key in expected]
+    assert len(tree) == len(expected)
+
+
+def test_get_leaf_sees_pending_changes() -> None:
+    tree = build({b"g": b"\x01"})
+    tree.root()
+    tree.set(b"g", b"\x02")
+    assert tree.get_leaf(b"g") == sha256(b"\x00\x01g\x02")
+    tree.delete(b"g")
+    assert tree.get_leaf(b"g") is None
+    assert b"g" not in tree
+
+
+@pytest.mark.parametrize("key", [b"", b"x" * 32, "a", 7, bytearray(b"a")])
+def test_invalid_key_is_rejected(key: object) -> None:
+    tree = MerkleMap()
+    with pytest.raises(ValueError):
+        tree.set(key, b"v")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        tree.delete(key)  # type: ignore[arg-type]
+
+
+def test_invalid_value_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        MerkleMap().set(b"g", "not bytes")  # type: ignore[arg-type]
+
+
+# --- proofs -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def proven() -> tuple[MerkleMap, dict[bytes, bytes]]:
+    contents = EXAMPLE | {key: b"value-%d" % i for i, key in enumerate(SHARED)}
+    return build(contents), contents
+
+
+def test_membership_proof_verifies(proven: tuple[MerkleMap, dict[bytes, bytes]]) -> None:
+    tree, contents = proven
+    for key, value in contents.items():
+        assert verify_proof(tree.root(), key, value, tree.prove(key))
+
+
+def test_membership_proof_of_crowded_bucket_carries_the_other_entries(
+    proven: tuple[MerkleMap, dict[bytes, bytes]],
+) -> None:
+    tree, _ = proven
+    proof = tree.prove(SHARED[1])
+    assert [key for key, _ in proof.entries] == sorted(k for k in SHARED[:4] if k != SHARED[1])
+    assert len(proof.siblings) == DEPTH
+
+
+def test_absence_proof_verifies(proven: tuple[MerkleMap, dict[bytes, bytes]]) -> None:
+    tree, _ = proven
+    crowded_absent = keys_in_bucket(5, 5)[-1]
+    for key in [b"a" + bytes(20), b"zz", crowded_absent]:
+        assert tree.get_leaf(key) is None
+        assert verify_proof(tree.root(), key, None, tree.prove(key))
+
+
+def test_proof_survives_wire_json_hex_and_msgpack(proven: tuple[MerkleMap, dict[bytes, bytes]]) -> None:
+    tree, contents = proven
+    key = SHARED[2]
+    proof = tree.prove(key)
+    packed = msgpack.unpackb(msgpack.packb(proof.to_wire()), use_list=False)
+    assert Proof.from_wire(packed) == proof
+    as_hex = [[[k.hex(), d.hex()] for k, d in proof.entries], [s.hex() for s in proof.siblings]]
+    unhexed = [[[bytes.fromhex(k), bytes.fromhex(d)] for k, d in as_hex[0]], [bytes.fromhex(s) for s in as_hex[1]]]
+    assert verify_proof(tree.root(), key, contents[key], Proof.from_wire(unhexed))
+
+
+def test_invalid_tampered_value(proven: tuple[MerkleMap, dict[bytes, bytes]]) -> None:
+    tree, contents = proven
+    key = SHARED[0]
+    assert not verify_proof(tree.root(), key, contents[key] + b"\x00", tree.prove(key))
+
+
+def test_invalid_tampered_sibling(proven: tuple[MerkleMap, dict[bytes, bytes]]) -> None:
+    tree, contents = proven
+    key = SHARED[0]
+    proof = tree.prove(key)
+    for depth in [0, DEPTH - 1]:
+        siblings = list(proof.siblings)
+        siblings[depth] = bytes([siblings[depth][0] ^ 1]) + siblings[depth][1:]
+        assert not verify_proof(tree.root(), key, contents[key], replace(proof, siblings=tuple(siblings)))
+
+
+def test_invalid_tampered_bucket_entry(proven: tuple[MerkleMap, dict[bytes, bytes]]) -> None:
+    tree, contents = proven
+    key = SHARED[0]
+    proof = tree.prove(key)
+    (other, digest), *rest = proof.entries
+    forged = replace(proof, entries=((other, sha256(b"forged")), *rest))
+    assert not verify_proof(tree.root(), key, contents[key], forged)
+    assert not verify_proof(tree.root(), key, contents[key], replace(proof, entries=tuple(rest)))
+
+
+def test_invalid_wrong_key(proven: tuple[MerkleMap, dict[bytes, bytes]]) -> None:
+    tree, contents = proven
+    proof = tree.prove(SHARED[0])
+    assert not verify_proof(tree.root(), SHARED[1], contents[SHARED[0]], proof)
+    assert not verify_proof(tree.root(), b"g", contents[SHARED[0]], proof)
+
+
+def test_invalid_proof_for_a_different_root(proven: tuple[MerkleMap, dict[bytes, bytes]]) -> None:
+    tree, contents = proven
+    key = b"g"
+    other = build(contents | {b"n" + bytes(20): b"\x00"})
+    assert not verify_proof(other.root(), key, contents[key], tree.prove(key))
+    assert not verify_proof(EMPTY_ROOT, key, contents[key], tree.prove(key))
+
+
+def test_invalid_truncated_proof(proven: tuple[MerkleMap, dict[bytes, bytes]]) -> None:
+    tree, contents = proven
+    key = SHARED[0]
+    proof = tree.prove(key)
+    assert not verify_proof(tree.root(), key, contents[key], replace(proof, siblings=proof.siblings[:-1]))
+    assert not verify_proof(tree.root(), key, contents[key], replace(proof, siblings=()))
+    with pytest.raises(ValueError, match="sibling"):
+        Proof.from_wire([proof.to_wire()[0], list(proof.siblings[:-1])])
+
+
+def test_invalid_membership_proof_offered_as_absence(proven: tuple[MerkleMap, dict[bytes, bytes]]) -> None:
+    tree, _ = proven
+    for key in [b"g", SHARED[3]]:
+        assert not verify_proof(tree.root(), key, None, tree.prove(key))
+
+
+def test_invalid_absence_proof_offered_as_membership(proven: tuple[MerkleMap, dict[bytes, bytes]]) -> None:
+    tree, _ = proven
+    key = keys_in_bucket(5, 5)[-1]
+    assert not verify_proof(tree.root(), key, b"anything", tree.prove(key))
+
+
+def test_invalid_proof_hiding_the_key_among_the_entries(proven: tuple[MerkleMap, dict[bytes, bytes]]) -> None:
+    # A prover who lists the key itself among the "others" must not get an absence (or double) proof through.
+    tree, contents = proven
+    key = SHARED[0]
+    proof = tree.prove(key)
+    leaf = tree.get_leaf(key)
+    assert leaf is not None
+    smuggled = replace(proof, entries=tuple(sorted(proof.entries + ((key, leaf),))))
+    assert not verify_proof(tree.root(), key, None, smuggled)
+    assert not verify_proof(tree.root(), key, contents[key], smuggled)
+
+
+def test_invalid_entry_from_another_bucket(proven: tuple[MerkleMap, dict[bytes, bytes]]) -> None:
+    tree, contents = proven
+    key = SHARED[0]
+    proof = tree.prove(key)
+    stranger = (SHARED[5], sha256(b"x"))
+    assert compute_bucket_index(SHARED[5]) != compute_bucket_index(key)
+    forged = replace(proof, entries=tuple(sorted(proof.entries + (stranger,))))
+    assert not verify_proof(tree.root(), key, contents[key], forged)
+
+
+@pytest.mark.parametrize(
+    "root, key, value",
+    [(b"short", b"g", b"\x01"), (EMPTY_ROOT, b"", b"\x01"), (EMPTY_ROOT, "g", b"\x01"), (EMPTY_ROOT, b"g", "x")],
+)
+def test_invalid_arguments_fail_without_raising(root: object, key: object, value: object) -> None:
+    proof = MerkleMap().prove(b"g")
+    assert not verify_proof(root, key, value, proof)  # type: ignore[arg-type]
+    assert not verify_proof(EMPTY_ROOT, b"g", None, "not a proof")  # type: ignore[arg-type]
+
+
+def test_invalid_unsorted_entries_fail_verification(proven: tuple[MerkleMap, dict[bytes, bytes]]) -> None:
+    tree, contents = proven
+    key = SHARED[0]
+    proof = tree.prove(key)
+    assert len(proof.entries) >= 2
+    shuffled = replace(proof, entries=tuple(reversed(proof.entries)))
+    assert not verify_proof(tree.root(), key, contents[key], shuffled)
+
+
+GOOD_SIBLINGS = [bytes(32)] * DEPTH
+
+
+@pytest.mark.parametrize(
+    "wire, message",
+    [
+        ("proof", "expected"),
+        ([[], GOOD_SIBLINGS, []], "expected"),
+        ({"entries": [], "siblings": GOOD_SIBLINGS}, "expected"),
+        ([[], GOOD_SIBLINGS[:-1]], "sibling"),
+        ([[], GOOD_SIBLINGS + [bytes(32)]], "sibling"),
+        ([[], [bytes(31)] * DEPTH], "32 bytes"),
+        ([[], [bytes(32).hex()] * DEPTH], "must be bytes"),
+        ([[[b"g"]], GOOD_SIBLINGS], "entry"),
+        ([[[b"g", bytes(31)]], GOOD_SIBLINGS], "digest 32 bytes"),
+        ([[[b"", bytes(32)]], GOOD_SIBLINGS], "1..31"),
+        ([[[b"x" * 32, bytes(32)]], GOOD_SIBLINGS], "1..31"),
+        ([[["g", bytes(32)]], GOOD_SIBLINGS], "must be bytes"),
+        ([[[b"h", bytes(32)], [b"g", bytes(32)]], GOOD_SIBLINGS], "ascending"),
+        ([[[b"g", bytes(32)], [b"g", bytes(32)]], GOOD_SIBLINGS], "ascending"),
+        ([b"entries", GOOD_SIBLINGS], "entries must be a list"),
+    ],
+)
+def test_invalid_wire_raises_value_error(wire: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Proof.from_wire(wire)
+
+
+# --- model-based property test ------------------------------------------------------------------------------
+
+KEY_POOL = SHARED + list(EXAMPLE) + [b"a", b"ab", b"a" + bytes(20), b"n" + bytes(range(20)), b"\xff" * 31, b"a\x00", b"a\x00\x01"]
+ACTIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["set", "delete", "root"]),
+        st.sampled_from(KEY_POOL),
+        st.binary(max_size=12),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(actions=ACTIONS)
+def test_random_operations_match_a_dict_model(actions: list[tuple[str, bytes, bytes]]) -> None:
+    tree = MerkleMap()
+    model: dict[bytes, bytes] = {}
+    for action, key, value in actions:
+        if action == "set":
+            tree.set(key, value)
+            model[key] = value
+        elif action == "delete":
+            tree.delete(key)
+            model.pop(key, None)
+        else:
+            assert tree.root() == build(model).root()
+    root = tree.root()
+    assert root == build(model).root()
+    assert len(tree) == len(model)
+    assert tree.keys() == sorted(model)
+    for key in KEY_POOL:
+        proof = tree.prove(key)
+        assert verify_proof(root, key, model.get(key), proof)
+        assert Proof.from_wire(proof.to_wire()) == proof
+        if key in model:
+            assert not verify_proof(root, key, None, proof)
+
+
+@settings(max_examples=10, deadline=None)
+@given(contents=st.dictionaries(st.sampled_from(KEY_POOL), st.binary(max_size=8)))
+def test_random_contents_match_the_naive_rebuild(contents: dict[bytes, bytes]) -> None:
+    assert build(contents).root() == naive_root(contents)
