@@ -21,6 +21,7 @@ import heapq
 from stf import codec
 from stf.book import Book, Order
 from stf.merkle import MerkleMap
+from stf.proof import Proof
 from stf.params import AssetParams, ChainParams, GenesisConfig, SpotMarketParams
 from stf.units import Atoms, SizeLots, TimeMs
 
@@ -280,6 +281,18 @@ def export_entries(state: State) -> list[tuple[bytes, bytes]]:
     entries.append((KEY_GLOBAL, encode_global(state)))
     entries.sort()
     return entries
+
+
+def prove_account(state: State, address: bytes) -> tuple[bytes | None, Proof]:
+    """An account's entry value (None if it holds nothing) and its proof against the current state root.
+
+    Valid between blocks, when every change has been committed; `stf.proof.verify_proof(root, key, value,
+    proof)` with key `account_key(address)` checks it using the standard library only.
+    """
+    assert not state.dirty_accounts, "proofs are served between blocks"
+    account = state.accounts.get(address)
+    value = None if account is None else encode_account(account)
+    return value, state.merkle.prove(account_key(address))
 
 
 # --- installing entries (block diffs and snapshots) ---------------------------------------------------------
