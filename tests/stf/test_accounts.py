@@ -310,6 +310,15 @@ def test_invalid_agent_limit():
     assert len(c.state.accounts[owner.address].agents) == 2
 
 
+def test_invalid_agent_limit_zero_allows_no_agent():
+    c = Chain(max_agents_per_account=0)
+    owner = c.keys[0]
+    before = entries_of(c, owner)
+    r = c.run(owner, ApproveAgent(make_key(100).address))
+    assert codes(r) == [R.AGENT_LIMIT]
+    assert_no_trace(c, r, before)
+
+
 def test_approved_agent_places_and_cancels_orders_for_the_account():
     c, owner, agent = approved_chain()
     r = c.run(agent, buy_btc(10, client_id=7), account=owner.address)

@@ -188,6 +188,13 @@ def test_invalid_body_int_wider_than_needed():
     assert_rejected(signed_wire(body), MalformedTransaction)
 
 
+@pytest.mark.parametrize("encoded", [b"\xd0\x05", b"\xd1\x00\x05", b"\xcc\x05", b"\xcd\x00\x05", b"\xce\x00\x00\x00\x05"])
+def test_invalid_body_small_int_in_a_wider_or_signed_format(encoded):
+    body = b"\x95\x01\xc4\x14" + KEY.address + b"\xc4\x20" + KEY.public_key + encoded + codec.encode([RAW["faucet"]])
+    assert msgpack.unpackb(body)[3] == 5
+    assert_rejected(signed_wire(body), MalformedTransaction)
+
+
 def test_invalid_body_version_as_uint8():
     canonical = codec.encode([1, KEY.address, KEY.public_key, NONCE, [RAW["faucet"]]])
     body = b"\x95\xcc\x01" + canonical[2:]
@@ -436,6 +443,18 @@ def test_invalid_signature_for_another_chain_id(chain):
         validate_signature(tx, CHAIN)
     assert info.value.code == "bad_signature"
     validate_signature(tx, chain)
+
+
+def test_invalid_malleated_signature_s_plus_l():
+    """S + L verifies under a lax Ed25519 check; it must be refused (non-canonical S), or tx hashes could be
+    changed by anyone relaying the transaction."""
+    wire = sign_transaction(KEY, CHAIN, NONCE, [Faucet(0, 1)])
+    body, sig = msgpack.unpackb(wire)
+    order = 2**252 + 27742317777372353535851937790883648493
+    s_plus_l = (int.from_bytes(sig[32:], "little") + order).to_bytes(32, "little")
+    tx = decode_transaction(codec.encode([body, sig[:32] + s_plus_l]))
+    with pytest.raises(BadSignature):
+        validate_signature(tx, CHAIN)
 
 
 def test_invalid_signature_without_domain_tag():
