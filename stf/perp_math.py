@@ -141,8 +141,8 @@ def compute_maintenance_deductions_scaled(tiers: MarginTiers) -> tuple[int, ...]
 def compute_maintenance_margin(tiers: MarginTiers, notional: Atoms) -> Atoms:
     """Maintenance margin of notional >= 0: notional * rate - deduction of its tier, exact, rounded up."""
     tier = compute_tier(tiers, notional)
-    scaled = notional * compute_maintenance_rates_scaled(tiers)[tier] - compute_maintenance_deductions_scaled(tiers)[tier]
-    return Atoms(div_ceil(scaled, compute_margin_scale(tiers)))
+    rate, deduction = compute_maintenance_rates_scaled(tiers)[tier], compute_maintenance_deductions_scaled(tiers)[tier]
+    return Atoms(div_ceil(notional * rate - deduction, compute_margin_scale(tiers)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
