@@ -10,14 +10,32 @@ from stf.errors import InvalidGenesis
 from stf.params import AssetParams, ChainParams, GenesisConfig, SpotMarketParams
 from stf.units import BPS_DENOMINATOR, U64_MAX
 
-CHAIN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+CHAIN_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
+TOP_FIELDS = ("chain_id", "genesis_time_ms", "params", "assets", "spot_markets", "balances")
+PARAM_FIELDS = (
+    "nonce_set_size", "nonce_window_past_ms", "nonce_window_future_ms", "max_open_orders_per_account",
+    "max_agents_per_account", "faucet_enabled", "faucet_max_atoms",
+)
+ASSET_FIELDS = ("id", "symbol", "decimals")
+SPOT_MARKET_FIELDS = (
+    "id", "symbol", "base_asset", "quote_asset", "tick_size", "lot_size", "min_size_lots", "maker_fee_bps",
+    "taker_fee_bps", "fee_account",
+)
+BALANCE_FIELDS = ("address", "asset", "amount")
+
+
+def _known_fields(doc: dict, allowed: tuple[str, ...], where: str) -> None:
+    """Reject unknown fields, so a misspelt parameter never falls back to its default silently."""
+    unknown = sorted(str(k) for k in doc if k not in allowed)
+    if unknown:
+        raise InvalidGenesis(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(allowed)})")
 
 
 def _int(doc: dict, field: str, where: str, minimum: int = 0, maximum: int = U64_MAX, default: Any = None) -> int:
     value = doc.get(field, default)
     if value is None:
         raise InvalidGenesis(f"{where}.{field}: required")
-    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):
+    if isinstance(value, str) and len(value) <= 21 and re.fullmatch(r"-?[0-9]+", value):
         value = int(value)
     if type(value) is not int:
         raise InvalidGenesis(f"{where}.{field}: must be an integer (or a decimal string), got {value!r}")
@@ -45,11 +63,12 @@ def _text(doc: dict, field: str, where: str) -> str:
 
 def _chain_params(doc: dict) -> ChainParams:
     chain_id = doc.get("chain_id")
-    if not isinstance(chain_id, str) or not CHAIN_ID_PATTERN.match(chain_id) or len(chain_id) > MAX_CHAIN_ID_LEN:
+    if not isinstance(chain_id, str) or not CHAIN_ID_PATTERN.fullmatch(chain_id) or len(chain_id) > MAX_CHAIN_ID_LEN:
         raise InvalidGenesis(f"chain_id: must be 1 to {MAX_CHAIN_ID_LEN} of [a-z0-9-], got {chain_id!r}")
     p = doc.get("params", {})
     if not isinstance(p, dict):
         raise InvalidGenesis("params: must be an object")
+    _known_fields(p, PARAM_FIELDS, "params")
     d = ChainParams(chain_id)
     faucet = p.get("faucet_enabled", False)
     if type(faucet) is not bool:
@@ -76,6 +95,7 @@ def _assets(doc: dict) -> tuple[AssetParams, ...]:
         where = f"assets[{i}]"
         if not isinstance(a, dict):
             raise InvalidGenesis(f"{where}: must be an object")
+        _known_fields(a, ASSET_FIELDS, where)
         assets.append(AssetParams(_int(a, "id", where, 0, 65_535), _text(a, "symbol", where), _int(a, "decimals", where, 0, 18)))
     ids = [a.asset_id for a in assets]
     if len(set(ids)) != len(ids):
@@ -86,6 +106,7 @@ def _assets(doc: dict) -> tuple[AssetParams, ...]:
 def _spot_market(m: Any, where: str, asset_ids: list[int]) -> SpotMarketParams:
     if not isinstance(m, dict):
         raise InvalidGenesis(f"{where}: must be an object")
+    _known_fields(m, SPOT_MARKET_FIELDS, where)
     base, quote = _int(m, "base_asset", where), _int(m, "quote_asset", where)
     for field, asset in (("base_asset", base), ("quote_asset", quote)):
         if asset not in asset_ids:
@@ -104,9 +125,35 @@ def _spot_market(m: Any, where: str, asset_ids: list[int]) -> SpotMarketParams:
     )
 
 
+def _balances(doc: dict, asset_ids: list[int]) -> tuple[tuple[bytes, int, int], ...]:
+    raw = doc.get("balances", [])
+    if not isinstance(raw, list):
+        raise InvalidGenesis("balances: must be a list")
+    balances, seen, supply = [], {}, {}
+    for i, b in enumerate(raw):
+        where = f"balances[{i}]"
+        if not isinstance(b, dict):
+            raise InvalidGenesis(f"{where}: must be an object")
+        _known_fields(b, BALANCE_FIELDS, where)
+        asset = _int(b, "asset", where)
+        if asset not in asset_ids:
+            raise InvalidGenesis(f"{where}.asset: unknown asset {asset}")
+        address = _address(b.get("address"), f"{where}.address")
+        if (address, asset) in seen:
+            raise InvalidGenesis(f"{where}: duplicates balances[{seen[address, asset]}] (same address and asset)")
+        seen[address, asset] = i
+        amount = _int(b, "amount", where, 1)
+        supply[asset] = supply.get(asset, 0) + amount
+        if supply[asset] > U64_MAX:
+            raise InvalidGenesis(f"{where}.amount: asset {asset}'s total supply would exceed 2^64-1")
+        balances.append((address, asset, amount))
+    return tuple(balances)
+
+
 def validate_genesis(doc: Any) -> GenesisConfig:
     if not isinstance(doc, dict):
         raise InvalidGenesis("genesis: must be a JSON object")
+    _known_fields(doc, TOP_FIELDS, "genesis")
     params = _chain_params(doc)
     assets = _assets(doc)
     asset_ids = [a.asset_id for a in assets]
@@ -117,22 +164,14 @@ def validate_genesis(doc: Any) -> GenesisConfig:
     ids = [m.market_id for m in markets]
     if len(set(ids)) != len(ids):
         raise InvalidGenesis("spot_markets: market ids must be unique")
-    balances = []
-    for i, b in enumerate(doc.get("balances", [])):
-        where = f"balances[{i}]"
-        if not isinstance(b, dict):
-            raise InvalidGenesis(f"{where}: must be an object")
-        asset = _int(b, "asset", where)
-        if asset not in asset_ids:
-            raise InvalidGenesis(f"{where}.asset: unknown asset {asset}")
-        balances.append((_address(b.get("address"), f"{where}.address"), asset, _int(b, "amount", where, 1)))
-    return GenesisConfig(params, _int(doc, "genesis_time_ms", "genesis"), assets, markets, tuple(balances))
+    balances = _balances(doc, asset_ids)
+    return GenesisConfig(params, _int(doc, "genesis_time_ms", "genesis"), assets, markets, balances)
 
 
 def load_genesis(text: str) -> GenesisConfig:
     try:
         doc = json.loads(text, parse_float=_reject_float)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, and the interpreter's limit on huge integer literals
         raise InvalidGenesis(f"genesis: not valid JSON: {exc}") from None
     return validate_genesis(doc)
 

@@ -3,7 +3,8 @@
 Only the account's own key may move funds or manage agents; an approved agent may trade (stf/tx.py,
 AGENT_ACTION_KINDS). Withdrawals debit the available (unheld) balance and emit a `WithdrawalEvent` that the
 bridge side acts on; the faucet exists only when genesis enables it, and mints at most `faucet_max_atoms` per
-action.
+action. Each asset's total supply stays within 2^64-1 (genesis checks it; a mint past it fails with
+INVALID_AMOUNT), so no balance can outgrow the encoding.
 """
 
 import heapq
@@ -11,8 +12,9 @@ import heapq
 from stf.errors import ResultCode
 from stf.events import AgentEvent, FaucetEvent, ScheduleEvent, TransferEvent, WithdrawalEvent
 from stf.receipts import ActionResult
-from stf.state import Account, State, credit, debit, get_account
+from stf.state import Account, State, burn, credit, debit, get_account, mint
 from stf.tx import ApproveAgent, Faucet, RevokeAgent, ScheduleCancel, Transfer, Withdraw
+from stf.units import U64_MAX
 
 R = ResultCode
 
@@ -35,7 +37,7 @@ def process_withdraw(state: State, events: list, account: Account, action: Withd
         return ActionResult(R.UNKNOWN_ASSET)
     if account.get_available(action.asset) < action.amount:
         return ActionResult(R.INSUFFICIENT_BALANCE)
-    debit(state, account, action.asset, action.amount)
+    burn(state, account, action.asset, action.amount)
     events.append(WithdrawalEvent(account.address, action.asset, action.amount, action.destination))
     return ActionResult(R.OK)
 
@@ -45,9 +47,9 @@ def process_faucet(state: State, events: list, account: Account, action: Faucet)
         return ActionResult(R.FAUCET_DISABLED)
     if action.asset not in state.assets:
         return ActionResult(R.UNKNOWN_ASSET)
-    if action.amount > state.params.faucet_max_atoms:
+    if action.amount > state.params.faucet_max_atoms or state.supply[action.asset] + action.amount > U64_MAX:
         return ActionResult(R.INVALID_AMOUNT)
-    credit(state, account, action.asset, action.amount)
+    mint(state, account, action.asset, action.amount)
     events.append(FaucetEvent(account.address, action.asset, action.amount))
     return ActionResult(R.OK)
 

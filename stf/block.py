@@ -2,11 +2,12 @@
 
 `apply_block(state, block)` is a table of contents (STYLE §1):
 
-1. `validate_header`: chain id, height = previous + 1, time never decreasing, previous block hash, and the
-   transactions root over the transactions carried;
+1. `validate_header`: chain id, height = previous + 1, time never decreasing, previous block hash, the app hash
+   (the state root this block builds on, as in CometBFT's header) and the transactions root;
 2. `validate_transactions`: decode every transaction, check its signature (unless the caller already verified
-   that hash) and its nonce, in execution order; the first invalid one rejects the whole block with
-   `InvalidBlock` and the state is untouched;
+   that hash), that the signer may act for the account (the account itself, or an agent it approved before
+   this block, signing trading actions only) and its nonce, in execution order; the first invalid one rejects
+   the whole block with `InvalidBlock` and the state is untouched;
 3. `process_block_time`: expire good-til-time orders and fire dead-man's switches whose time has come;
 4. `process_transaction` for each: execute the transactions, makers first (see `compute_execution_order`), each
    action atomically, producing one receipt per transaction (receipts are returned in block order);
@@ -28,7 +29,7 @@ from stf.accounts import (
     process_withdraw,
 )
 from stf.constants import ADDRESS_LEN, HASH_LEN, MAX_BLOCK_TXS
-from stf.errors import InvalidBlock, InvalidTransaction, ResultCode
+from stf.errors import InvalidBlock, InvalidTransaction, KabutoError, ResultCode, Unauthorized
 from stf.events import REASON_EXPIRED, REASON_SCHEDULED_CANCEL, ScheduleEvent, encode_event
 from stf.nonces import compute_kept_nonces, validate_nonce
 from stf.receipts import ActionResult, Receipt
@@ -66,11 +67,15 @@ class BlockHeader:
     height: int
     time_ms: int
     prev_hash: bytes
+    app_hash: bytes
     proposer: bytes
     txs_root: bytes
 
     def to_wire(self) -> list:
-        return [self.chain_id.encode(), self.height, self.time_ms, self.prev_hash, self.proposer, self.txs_root]
+        return [
+            self.chain_id.encode(), self.height, self.time_ms, self.prev_hash, self.app_hash, self.proposer,
+            self.txs_root,
+        ]
 
     def hash(self) -> bytes:
         return hashlib.sha256(codec.encode(self.to_wire())).digest()
@@ -119,9 +124,36 @@ def make_block(state: State, time_ms: int, txs: list[bytes], proposer: bytes = b
     """The next block on top of `state` carrying `txs` (proposers and tests)."""
     hashes = [hashlib.sha256(tx).digest() for tx in txs]
     header = BlockHeader(
-        state.params.chain_id, state.height + 1, time_ms, state.last_block_hash, proposer, compute_txs_root(hashes),
+        state.params.chain_id, state.height + 1, time_ms, state.last_block_hash, state.merkle.root(), proposer,
+        compute_txs_root(hashes),
     )
     return Block(header, tuple(txs))
+
+
+def decode_block(wire: bytes, max_len: int = 64 << 20) -> Block:
+    """A block from its canonical bytes `[header, [tx, ...]]`; raises InvalidBlock on any malformation."""
+    try:
+        raw = codec.decode_canonical(wire, max_len)
+    except KabutoError as exc:
+        raise InvalidBlock(f"block: {exc}") from None
+    if type(raw) is not list or len(raw) != 2 or type(raw[0]) is not list or type(raw[1]) is not list:
+        raise InvalidBlock("a block is [header, [tx, ...]]")
+    header_raw, txs = raw
+    if len(header_raw) != 7:
+        raise InvalidBlock("a header has 7 fields")
+    chain_id, height, time_ms, prev_hash, app_hash, proposer, txs_root = header_raw
+    if type(chain_id) is not bytes or type(height) is not int or type(time_ms) is not int or height < 1 or time_ms < 0:
+        raise InvalidBlock("header chain id, height or time malformed")
+    for value, length in ((prev_hash, HASH_LEN), (app_hash, HASH_LEN), (proposer, ADDRESS_LEN), (txs_root, HASH_LEN)):
+        if type(value) is not bytes or len(value) != length:
+            raise InvalidBlock("header hash or address field malformed")
+    if len(txs) > MAX_BLOCK_TXS or any(type(tx) is not bytes for tx in txs):
+        raise InvalidBlock(f"a block carries at most {MAX_BLOCK_TXS} transactions, each as bytes")
+    try:
+        chain = chain_id.decode("ascii")
+    except UnicodeDecodeError:
+        raise InvalidBlock("header chain id is not ASCII") from None
+    return Block(BlockHeader(chain, height, time_ms, prev_hash, app_hash, proposer, txs_root), tuple(txs))
 
 
 def validate_header(state: State, header: BlockHeader, tx_hashes: list[bytes]) -> None:
@@ -133,6 +165,8 @@ def validate_header(state: State, header: BlockHeader, tx_hashes: list[bytes]) -
         raise InvalidBlock(f"time {header.time_ms} is before the previous block's {state.time_ms}")
     if header.prev_hash != state.last_block_hash:
         raise InvalidBlock("previous block hash does not match")
+    if header.app_hash != state.merkle.root():
+        raise InvalidBlock("app hash is not the state root this block builds on")
     if len(header.proposer) != ADDRESS_LEN or len(header.txs_root) != HASH_LEN:
         raise InvalidBlock("malformed proposer or transactions root")
     if len(tx_hashes) > MAX_BLOCK_TXS:
@@ -158,14 +192,30 @@ def compute_execution_order(txs: list[Transaction]) -> list[Transaction]:
     return [tx for tx in txs if is_maker_only(tx)] + [tx for tx in txs if not is_maker_only(tx)]
 
 
-def validate_transactions(state: State, header: BlockHeader, txs: list[Transaction], verified: Container[bytes]) -> dict[bytes, list[int]]:
-    """Check signatures and nonces in execution order; returns the new kept-nonce lists per signer."""
+def validate_authority(state: State, tx: Transaction) -> None:
+    """The signer is the account, or an agent the account approved before this block that signs only trading
+    actions. (An agent revoked earlier in the same block is refused at execution, with UNAUTHORIZED.)"""
+    if tx.signer == tx.account:
+        return
+    account = state.accounts.get(tx.account)
+    if account is None or tx.signer not in account.agents:
+        raise Unauthorized("the signer is not the account nor one of its approved agents")
+    for action in tx.actions:
+        if action.KIND not in AGENT_ACTION_KINDS:
+            raise Unauthorized(f"an agent may not sign action type {action.KIND}")
+
+
+def validate_transactions(
+    state: State, header: BlockHeader, txs: list[Transaction], verified: Container[bytes],
+) -> dict[bytes, list[int]]:
+    """Check signatures, authority and nonces in execution order; returns the new kept-nonce lists per signer."""
     chain_id = state.params.chain_id
     kept_by_signer: dict[bytes, list[int]] = {}
     for tx in txs:
         try:
             if tx.hash not in verified:
                 validate_signature(tx, chain_id)
+            validate_authority(state, tx)
             kept = kept_by_signer.get(tx.signer)
             if kept is None:
                 kept = state.nonces.get(tx.signer, [])
@@ -198,16 +248,9 @@ def process_block_time(state: State, events: list) -> None:
 
 def process_transaction(state: State, events: list, tx: Transaction) -> Receipt:
     account = get_account(state, tx.account)
-    is_owner = tx.signer == tx.account
-    if not is_owner and tx.signer not in account.agents:
+    if tx.signer != tx.account and tx.signer not in account.agents:
         return Receipt(tx.hash, tuple(_UNAUTHORIZED for _ in tx.actions))
-    results = []
-    for action in tx.actions:
-        if not is_owner and action.KIND not in AGENT_ACTION_KINDS:
-            results.append(_UNAUTHORIZED)
-            continue
-        results.append(PROCESSORS[type(action)](state, events, account, action))
-    return Receipt(tx.hash, tuple(results))
+    return Receipt(tx.hash, tuple(PROCESSORS[type(action)](state, events, account, action) for action in tx.actions))
 
 
 def decode_block_transactions(block: Block) -> list[Transaction]:

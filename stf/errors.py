@@ -51,8 +51,10 @@ class BadSignature(InvalidTransaction):
     code = "bad_signature"
 
 
-class WrongChain(InvalidTransaction):
-    code = "wrong_chain"
+class Unauthorized(InvalidTransaction):
+    """The signer is neither the account nor an approved agent of it, or an agent signed a non-trading action."""
+
+    code = "unauthorized"
 
 
 class NonceAlreadyUsed(InvalidTransaction):
@@ -88,7 +90,7 @@ class ResultCode(IntEnum):
     UNAUTHORIZED = 1
     UNKNOWN_ASSET = 2
     INSUFFICIENT_BALANCE = 3
-    INVALID_AMOUNT = 4
+    INVALID_AMOUNT = 4  # zero, or a mint that would take an asset's supply past 2^64-1
     UNKNOWN_MARKET = 5
     MARKET_HALTED = 6
     INVALID_PRICE = 7
@@ -106,4 +108,3 @@ class ResultCode(IntEnum):
     AGENT_LIMIT = 19
     REDUCE_ONLY_UNSUPPORTED = 20
     INVALID_SCHEDULE = 21
-    UNKNOWN_ACCOUNT = 22

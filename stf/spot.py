@@ -184,7 +184,10 @@ def execute_order(
     if not remaining:
         events.append(OrderDone(order_id, market_id, account.address, REASON_FILLED, 0))
     elif tif == TIF_GTC or tif == TIF_ALO:
-        order = Order(order_id, seq, market_id, account.address, is_buy, price, remaining, size_lots, client_id, expires_at_ms)
+        order = Order(
+            order_id, seq, market_id, account.address, is_buy, price, remaining, size_lots, client_id, expires_at_ms,
+            tif == TIF_ALO,
+        )
         asset, atoms = compute_order_hold(market, is_buy, price, remaining)
         hold(state, account, asset, atoms)
         add_order(state, order)
@@ -305,12 +308,15 @@ def process_modify(state: State, events: list, account: Account, action: Modify)
     need_asset, need = compute_placement_need(market, order.is_buy, PriceQuote(action.price), SizeLots(action.size_lots))
     if account.get_available(need_asset) + old_hold < need:
         return ActionResult(R.INSUFFICIENT_BALANCE)
+    best = market.book.opposite(order.is_buy).best_price()
+    if order.post_only and best is not None and is_crossing(order.is_buy, PriceQuote(action.price), best):
+        return ActionResult(R.POST_ONLY_WOULD_CROSS)
     remove_order(state, order)
     release(state, account, asset, old_hold)
     events.append(OrderModified(order.order_id, order.market_id, account.address, action.price, action.size_lots, False))
     return execute_order(
         state, events, market, account, order.is_buy, PriceQuote(action.price), SizeLots(action.size_lots),
-        TIF_GTC, order.client_id, order.expires_at_ms, order.order_id,
+        TIF_ALO if order.post_only else TIF_GTC, order.client_id, order.expires_at_ms, order.order_id,
     )
 
 

@@ -61,14 +61,15 @@ class Market:
 
 class State:
     __slots__ = (
-        "params", "assets", "markets", "accounts", "orders", "nonces", "height", "time_ms", "last_block_hash",
-        "next_seq", "expiry_heap", "schedule_heap", "merkle", "dirty_accounts", "dirty_orders", "dirty_markets",
-        "dirty_nonces", "dirty_global",
+        "params", "assets", "supply", "markets", "accounts", "orders", "nonces", "height", "time_ms",
+        "last_block_hash", "next_seq", "expiry_heap", "schedule_heap", "merkle", "dirty_accounts", "dirty_orders",
+        "dirty_markets", "dirty_nonces", "dirty_assets", "dirty_global",
     )
 
     def __init__(self, params: ChainParams) -> None:
         self.params = params
         self.assets: dict[int, AssetParams] = {}
+        self.supply: dict[int, int] = {}
         self.markets: dict[int, Market] = {}
         self.accounts: dict[bytes, Account] = {}
         self.orders: dict[int, Order] = {}
@@ -84,6 +85,7 @@ class State:
         self.dirty_orders: dict[int, None] = {}
         self.dirty_markets: dict[int, None] = {}
         self.dirty_nonces: dict[bytes, None] = {}
+        self.dirty_assets: dict[int, None] = {}
         self.dirty_global = True
 
 
@@ -135,6 +137,20 @@ def hold(state: State, account: Account, asset: int, amount: int) -> None:
 
 def release(state: State, account: Account, asset: int, amount: int) -> None:
     hold(state, account, asset, -amount)
+
+
+def mint(state: State, account: Account, asset: int, amount: int) -> None:
+    """Create `amount` of `asset` in `account` (faucet, genesis); the caller keeps supply <= 2^64-1."""
+    credit(state, account, asset, amount)
+    state.supply[asset] = state.supply.get(asset, 0) + amount
+    state.dirty_assets[asset] = None
+
+
+def burn(state: State, account: Account, asset: int, amount: int) -> None:
+    """Destroy `amount` of `asset` from the account's available balance (withdrawals leave the chain)."""
+    debit(state, account, asset, amount)
+    state.supply[asset] -= amount
+    state.dirty_assets[asset] = None
 
 
 # --- order mutators ------------------------------------------------------------------------------------------
@@ -221,8 +237,8 @@ def encode_market(market: Market) -> bytes:
     ])
 
 
-def encode_asset(asset: AssetParams) -> bytes:
-    return codec.encode([asset.asset_id, asset.symbol.encode(), asset.decimals])
+def encode_asset(asset: AssetParams, supply: int) -> bytes:
+    return codec.encode([asset.asset_id, asset.symbol.encode(), asset.decimals, supply])
 
 
 def encode_global(state: State) -> bytes:
@@ -243,6 +259,8 @@ def collect_dirty_entries(state: State) -> list[tuple[bytes, bytes | None]]:
         entries.append((order_key(order_id), None if order is None else codec.encode(order.to_fields())))
     for market_id in sorted(state.dirty_markets):
         entries.append((market_key(market_id), encode_market(state.markets[market_id])))
+    for asset_id in sorted(state.dirty_assets):
+        entries.append((asset_key(asset_id), encode_asset(state.assets[asset_id], state.supply.get(asset_id, 0))))
     for signer in sorted(state.dirty_nonces):
         entries.append((nonces_key(signer), codec.encode(state.nonces[signer])))
     if state.dirty_global:
@@ -251,6 +269,7 @@ def collect_dirty_entries(state: State) -> list[tuple[bytes, bytes | None]]:
     state.dirty_orders.clear()
     state.dirty_markets.clear()
     state.dirty_nonces.clear()
+    state.dirty_assets.clear()
     state.dirty_global = False
     entries.sort()
     return entries
@@ -270,7 +289,7 @@ def commit_entries(state: State) -> tuple[list[tuple[bytes, bytes | None]], byte
 
 def export_entries(state: State) -> list[tuple[bytes, bytes]]:
     """Every entry of the state, in key order: a full snapshot."""
-    entries = [(asset_key(a), encode_asset(state.assets[a])) for a in sorted(state.assets)]
+    entries = [(asset_key(a), encode_asset(state.assets[a], state.supply.get(a, 0))) for a in sorted(state.assets)]
     entries += [(market_key(m), encode_market(state.markets[m])) for m in sorted(state.markets)]
     for address in sorted(state.accounts):
         value = encode_account(state.accounts[address])
@@ -359,7 +378,7 @@ def apply_entries(state: State, entries: list[tuple[bytes, bytes | None]]) -> by
         elif tag == KEY_NONCES:
             state.nonces[rest] = codec.decode(value, len(value))
         elif tag == KEY_ASSET:
-            asset_id, symbol, decimals = codec.decode(value, len(value))
+            asset_id, symbol, decimals, state.supply[asset_id] = codec.decode(value, len(value))
             state.assets[asset_id] = AssetParams(asset_id, symbol.decode(), decimals)
         elif tag == KEY_GLOBAL:
             _chain, state.height, state.time_ms, state.last_block_hash, state.next_seq = codec.decode(
@@ -374,6 +393,7 @@ def apply_entries(state: State, entries: list[tuple[bytes, bytes | None]]) -> by
     state.dirty_orders.clear()
     state.dirty_markets.clear()
     state.dirty_nonces.clear()
+    state.dirty_assets.clear()
     state.dirty_global = False
     return state.merkle.root()
 
@@ -386,11 +406,11 @@ def initialize_state(genesis: GenesisConfig) -> State:
     state.time_ms = genesis.genesis_time_ms
     for asset in genesis.assets:
         state.assets[asset.asset_id] = asset
-        state.merkle.set(asset_key(asset.asset_id), encode_asset(asset))
+        state.dirty_assets[asset.asset_id] = None
     for params in genesis.spot_markets:
         state.markets[params.market_id] = Market(params)
         state.dirty_markets[params.market_id] = None
     for address, asset, amount in genesis.balances:
-        credit(state, get_account(state, address), asset, amount)
+        mint(state, get_account(state, address), asset, amount)
     commit_entries(state)
     return state

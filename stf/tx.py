@@ -197,7 +197,8 @@ class CancelAll:
 @dataclass(frozen=True, slots=True)
 class Modify:
     """Set a resting order's price and remaining size. Priority is kept only if the price is unchanged and the
-    size does not grow; otherwise the order is re-sequenced (and may trade) under the same order id."""
+    size does not grow; otherwise the order is re-sequenced under the same order id and, unless it was placed
+    post-only (which then fails with POST_ONLY_WOULD_CROSS), may trade."""
 
     KIND: ClassVar[int] = 15
     market: int

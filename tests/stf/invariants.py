@@ -87,3 +87,4 @@ def check_invariants(state: State, supply: dict[int, int]) -> None:
     actual = compute_supply(state)
     expected = {asset: amount for asset, amount in supply.items() if amount}
     assert actual == expected, f"supply not conserved: {actual} != {expected}"
+    assert actual == {asset: amount for asset, amount in state.supply.items() if amount}, "state.supply drifted"

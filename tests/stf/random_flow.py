@@ -9,6 +9,7 @@ agent-signed orders, and dead-man's switches. Prices stay near a mid so books cr
 import random
 
 from stf.tx import (
+    AGENT_ACTION_KINDS,
     ApproveAgent, Cancel, CancelAll, CancelByClientId, Faucet, MarketOrder, Modify, PlaceOrder, ScheduleCancel,
     Transfer, Withdraw,
 )
@@ -65,8 +66,10 @@ def random_blocks(seed: int, chain: Chain, blocks: int, txs_per_block: int):
             actions = [random_action(rng, chain, who) for _ in range(rng.randint(1, 3))]
             if rng.random() < 0.05:
                 actions = [ApproveAgent(agent.address)]
-            if who == 0 and rng.random() < 0.3 and agent.address in chain.state.accounts[chain.keys[0].address].agents:
-                txs.append(chain.tx(agent, *actions, account=chain.keys[0].address))
+            trading = [a for a in actions if a.KIND in AGENT_ACTION_KINDS]
+            owner_agents = chain.state.accounts[chain.keys[0].address].agents
+            if who == 0 and trading and rng.random() < 0.3 and agent.address in owner_agents:
+                txs.append(chain.tx(agent, *trading, account=chain.keys[0].address))
             else:
                 txs.append(chain.tx(chain.keys[who], *actions))
         yield txs
