@@ -7,11 +7,13 @@ A block carrying a transaction that breaks any rule is rejected whole and leaves
 
 import pytest
 
-from stf.errors import InvalidBlock, NonceAlreadyUsed, NonceTooLow, NonceTooNew, NonceTooOld, ResultCode
+from stf.errors import (
+    InvalidBlock, NonceAlreadyUsed, NonceTooLow, NonceTooNew, NonceTooOld, ResultCode, Unauthorized,
+)
 from stf.nonces import compute_kept_nonces, validate_nonce
 from stf.params import ChainParams
 from stf.state import export_entries
-from stf.tx import ApproveAgent, PlaceOrder, Transfer
+from stf.tx import ApproveAgent, PlaceOrder, RevokeAgent, Transfer
 from stf_helpers import USD, BTC_USD, Chain, make_key
 
 PARAMS = ChainParams("kabuto-test", nonce_set_size=3, nonce_window_past_ms=1_000, nonce_window_future_ms=500)
@@ -229,12 +231,24 @@ def test_an_agent_of_two_accounts_shares_one_nonce_set():
     assert_block_rejected(c, c.tx(agent, order, account=c.keys[1].address, nonce=t), cause=NonceAlreadyUsed)
 
 
-def test_unauthorized_tx_still_consumes_its_nonce():
+def test_tx_unauthorized_at_execution_still_consumes_its_nonce():
+    c = new_chain()
+    owner, agent = c.keys[0], make_key(100)
+    t = next_block_time(c)
+    c.block(c.tx(owner, ApproveAgent(agent.address), nonce=t))
+    t = next_block_time(c)
+    trade = c.tx(agent, PlaceOrder(BTC_USD, True, 1_000, 1, 0, None, 0, False), account=owner.address, nonce=t)
+    r = c.block(c.tx(owner, RevokeAgent(agent.address), nonce=t), trade)     # revoked earlier in the block
+    assert r.receipts[1].results[0].code == ResultCode.UNAUTHORIZED
+    assert c.state.nonces[agent.address] == [t]
+    c.block(c.tx(owner, ApproveAgent(agent.address)))
+    assert_block_rejected(c, trade, cause=NonceAlreadyUsed)
+
+
+def test_rejected_unauthorized_tx_does_not_consume_its_nonce():
     c = new_chain()
     stranger = make_key(200)
     t = next_block_time(c)
-    r = c.block(c.tx(stranger, Transfer(stranger.address, USD, 1), account=c.keys[0].address, nonce=t))
-    assert r.receipts[0].results[0].code == ResultCode.UNAUTHORIZED
-    assert c.state.nonces[stranger.address] == [t]
-    assert_block_rejected(c, c.tx(stranger, Transfer(stranger.address, USD, 1), account=c.keys[0].address, nonce=t),
-                          cause=NonceAlreadyUsed)
+    tx = c.tx(stranger, Transfer(stranger.address, USD, 1), account=c.keys[0].address, nonce=t)
+    assert_block_rejected(c, tx, cause=Unauthorized)
+    assert stranger.address not in c.state.nonces
