@@ -11,7 +11,7 @@ import msgpack
 import pytest
 
 from stf import codec
-from stf.block import Block, BlockHeader, apply_block, compute_txs_root, make_block
+from stf.block import Block, BlockHeader, apply_block, compute_txs_root, decode_block, make_block
 from stf.constants import MAX_BLOCK_TXS
 from stf.errors import BadSignature, InvalidBlock, MalformedTransaction, ResultCode as R
 from stf.events import REASON_FILLED, REASON_UNFILLED_IOC, OrderAccepted, OrderDone, Trade, decode_event
@@ -266,8 +266,124 @@ def test_block_hash_chains():
 
 
 def test_header_wire_layout():
-    header = BlockHeader("kabuto-test", 7, 1_000, b"\x01" * 32, b"\x02" * 20, b"\x03" * 32)
-    assert msgpack.unpackb(codec.encode(header.to_wire())) == [b"kabuto-test", 7, 1_000, b"\x01" * 32, b"\x02" * 20, b"\x03" * 32]
+    header = BlockHeader("kabuto-test", 7, 1_000, b"\x01" * 32, b"\x04" * 32, b"\x02" * 20, b"\x03" * 32)
+    assert msgpack.unpackb(codec.encode(header.to_wire())) == [
+        b"kabuto-test", 7, 1_000, b"\x01" * 32, b"\x04" * 32, b"\x02" * 20, b"\x03" * 32,
+    ]
+    assert header.hash() == h(codec.encode(header.to_wire()))
+
+
+def test_make_block_commits_to_the_state_root_it_builds_on():
+    c = Chain()
+    c.block(pay(c, 0, 1, 5))
+    block = next_block(c)
+    assert block.header.app_hash == c.state.merkle.root()
+
+
+def test_invalid_wrong_app_hash():
+    c = Chain()
+    c.block(pay(c, 0, 1, 5))
+    block = next_block(c, pay(c, 1, 0, 5))
+    assert_rejected(c, with_header(block, app_hash=bytes(32)))
+    assert_rejected(c, with_header(block, app_hash=h(b"other state")))
+
+
+# --- decode_block ------------------------------------------------------------------------------------------------
+
+def test_decode_block_round_trip():
+    c = Chain()
+    block = next_block(c, pay(c, 0, 1, 5), pay(c, 1, 0, 6))
+    decoded = decode_block(block.to_wire())
+    assert decoded == block
+    assert decoded.header.hash() == block.header.hash()
+    apply_block(c.state, decoded)
+    assert c.state.height == 1
+
+
+def valid_block_fields(c: Chain) -> list:
+    block = next_block(c, pay(c, 0, 1, 5))
+    return [block.header.to_wire(), list(block.txs)]
+
+
+def assert_block_undecodable(wire) -> None:
+    with pytest.raises(InvalidBlock) as info:
+        decode_block(wire)
+    assert info.value.code == "invalid_block"
+
+
+@pytest.mark.parametrize("wire", [b"", b"\xc1", b"\x92\x97", b"\x92\x90\x90\x00"], ids=repr)
+def test_invalid_decode_block_not_msgpack(wire):
+    assert_block_undecodable(wire)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG (minor): stf/block.py decode_block has no type check on its input, unlike decode_transaction: None or an "
+    "int raises TypeError from len() in codec.decode instead of InvalidBlock. Fix: `if type(wire) is not bytes: "
+    "raise InvalidBlock(...)` first"))
+@pytest.mark.parametrize("wire", [None, 5], ids=repr)
+def test_invalid_decode_block_not_bytes(wire):
+    assert_block_undecodable(wire)
+
+
+def test_invalid_decode_block_str_input():
+    assert_block_undecodable("\x92\x90\x90")
+
+
+def test_invalid_decode_block_non_canonical():
+    c = Chain()
+    wire = codec.encode(valid_block_fields(c))
+    assert wire[0] == 0x92
+    assert_block_undecodable(b"\xdc\x00\x02" + wire[1:])
+    assert_block_undecodable(wire + b"\x00")
+
+
+def header_index(name: str) -> int:
+    return ["chain_id", "height", "time_ms", "prev_hash", "app_hash", "proposer", "txs_root"].index(name)
+
+
+@pytest.mark.parametrize("shape", ["not-list", "1-array", "3-array", "header-not-list", "txs-not-list", "header-6",
+                                   "header-8"])
+def test_invalid_decode_block_shape(shape):
+    c = Chain()
+    header, txs = valid_block_fields(c)
+    raw = {
+        "not-list": b"block", "1-array": [header], "3-array": [header, txs, []], "header-not-list": [b"h", txs],
+        "txs-not-list": [header, b"tx"], "header-6": [header[:6], txs], "header-8": [header + [b""], txs],
+    }[shape]
+    assert_block_undecodable(codec.encode(raw))
+
+
+@pytest.mark.parametrize("field,value", [
+    ("chain_id", ""), ("chain_id", None), ("chain_id", b"\xff\xfe"), ("height", 0), ("height", -1),
+    ("height", True), ("height", b"\x01"), ("time_ms", -1), ("time_ms", False), ("time_ms", None),
+    ("prev_hash", bytes(31)), ("prev_hash", bytes(33)), ("app_hash", bytes(31)), ("app_hash", None),
+    ("proposer", bytes(19)), ("proposer", bytes(21)), ("txs_root", bytes(33)), ("txs_root", 0),
+], ids=lambda v: repr(v)[:20])
+def test_invalid_decode_block_header_field(field, value):
+    c = Chain()
+    header, txs = valid_block_fields(c)
+    header[header_index(field)] = value
+    assert_block_undecodable(codec.encode([header, txs]))
+
+
+@pytest.mark.parametrize("tx", [None, 5, [b"tx"], ""], ids=repr)
+def test_invalid_decode_block_tx_not_bytes(tx):
+    c = Chain()
+    header, txs = valid_block_fields(c)
+    assert_block_undecodable(codec.encode([header, txs + [tx]]))
+
+
+def test_invalid_decode_block_too_many_txs():
+    c = Chain()
+    header, _ = valid_block_fields(c)
+    assert_block_undecodable(codec.encode([header, [b""] * (MAX_BLOCK_TXS + 1)]))
+
+
+def test_decode_block_accepts_undecodable_txs_that_apply_block_then_rejects():
+    c = Chain()
+    block = next_block(c, b"\x00")
+    decoded = decode_block(block.to_wire())
+    assert_rejected(c, decoded, cause=MalformedTransaction)
 
 
 def test_diff_wire_layout_and_it_reaches_the_same_state():
