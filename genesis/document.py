@@ -45,10 +45,8 @@ def _int(doc: dict, field: str, where: str, minimum: int = 0, maximum: int = U64
 
 
 def _address(value: Any, where: str) -> bytes:
-    try:
-        raw = bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else b""
-    except ValueError:
-        raw = b""
+    digits = value.removeprefix("0x") if isinstance(value, str) else ""
+    raw = bytes.fromhex(digits) if re.fullmatch(r"(?:[0-9a-fA-F]{2})*", digits) else b""
     if len(raw) != ADDRESS_LEN:
         raise InvalidGenesis(f"{where}: must be a {ADDRESS_LEN}-byte hex address, got {value!r}")
     return raw

@@ -132,6 +132,8 @@ def make_block(state: State, time_ms: int, txs: list[bytes], proposer: bytes = b
 
 def decode_block(wire: bytes, max_len: int = 64 << 20) -> Block:
     """A block from its canonical bytes `[header, [tx, ...]]`; raises InvalidBlock on any malformation."""
+    if type(wire) is not bytes:
+        raise InvalidBlock("a block is a byte string")
     try:
         raw = codec.decode_canonical(wire, max_len)
     except KabutoError as exc:

@@ -406,6 +406,7 @@ def initialize_state(genesis: GenesisConfig) -> State:
     state.time_ms = genesis.genesis_time_ms
     for asset in genesis.assets:
         state.assets[asset.asset_id] = asset
+        state.supply[asset.asset_id] = 0
         state.dirty_assets[asset.asset_id] = None
     for params in genesis.spot_markets:
         state.markets[params.market_id] = Market(params)

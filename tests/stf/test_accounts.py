@@ -176,12 +176,6 @@ def test_faucet_supply_boundary_is_exactly_u64_max():
     assert c.state.supply[USD] == U64_MAX
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: stf/accounts.py process_faucet reads state.supply[action.asset], but initialize_state (stf/state.py) only "
-    "creates a supply entry through mint(), so an asset with no genesis balance has none: the first faucet of it "
-    "raises KeyError inside apply_block after the block was half applied. The localnet preset (faucet on, no "
-    "balances) crashes on its first faucet. Fix: state.supply[asset] = 0 for every genesis asset in "
-    "initialize_state (or .get(asset, 0) in process_faucet)"))
 def test_faucet_of_an_asset_with_no_genesis_balance():
     genesis = validate_genesis(localnet_genesis())
     state = initialize_state(genesis)

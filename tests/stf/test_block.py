@@ -16,8 +16,10 @@ from stf.constants import MAX_BLOCK_TXS
 from stf.errors import BadSignature, InvalidBlock, MalformedTransaction, ResultCode as R
 from stf.events import REASON_FILLED, REASON_UNFILLED_IOC, OrderAccepted, OrderDone, Trade, decode_event
 from stf.state import apply_entries, export_entries, initialize_state
-from stf.tx import TIF_ALO, TIF_GTC, TIF_IOC, Cancel, PlaceOrder, Transfer
-from stf_helpers import BTC_USD, FUNDED_USD, USD, Chain
+from stf.tx import (
+    TIF_ALO, TIF_GTC, TIF_IOC, ApproveAgent, Cancel, Faucet, PlaceOrder, ScheduleCancel, Transfer, Withdraw,
+)
+from stf_helpers import BTC, BTC_USD, ETH, FUNDED_USD, USD, Chain
 
 
 def h(data: bytes) -> bytes:
@@ -316,10 +318,6 @@ def test_invalid_decode_block_not_msgpack(wire):
     assert_block_undecodable(wire)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (minor): stf/block.py decode_block has no type check on its input, unlike decode_transaction: None or an "
-    "int raises TypeError from len() in codec.decode instead of InvalidBlock. Fix: `if type(wire) is not bytes: "
-    "raise InvalidBlock(...)` first"))
 @pytest.mark.parametrize("wire", [None, 5], ids=repr)
 def test_invalid_decode_block_not_bytes(wire):
     assert_block_undecodable(wire)
@@ -409,7 +407,7 @@ def test_diff_wire_layout_and_it_reaches_the_same_state():
 
 
 def test_diff_of_each_block_replays_to_the_same_root():
-    c = Chain()
+    c = Chain(faucet=True)
     replica = initialize_state(c.genesis)
     a, b = c.keys[0], c.keys[1]
     steps = [
@@ -417,6 +415,10 @@ def test_diff_of_each_block_replays_to_the_same_root():
         (b, PlaceOrder(BTC_USD, True, 1_000_000, 5, TIF_IOC, None, 0, False)),     # fills and removes the order
         (a, Transfer(b"\x77" * 20, USD, 9)),
         (b, PlaceOrder(BTC_USD, True, 999_000, 4, TIF_GTC, None, 0, False)),
+        (a, Faucet(USD, 1_000)),                                                    # changes the asset's supply
+        (b, Withdraw(BTC, 77, b"dest")),
+        (a, ApproveAgent(b"\x66" * 20)),
+        (a, ScheduleCancel(c.time_ms + 100_000)),
     ]
     for key, action in steps:
         r = c.run(key, action)
@@ -430,3 +432,20 @@ def test_empty_block_changes_only_the_global_entry():
     r = c.block()
     assert r.receipts == () and r.events == []
     assert [k for k, _ in r.entries] == [b"g"]
+
+
+def test_value_is_conserved_by_trades_fees_and_rebates():
+    """Sum of balances per asset equals the recorded supply after trading (fees, rebates), transfers, a faucet
+    mint and a withdrawal."""
+    c = Chain(faucet=True)
+    a, b, d = c.keys[0], c.keys[1], c.keys[2]
+    c.run(a, PlaceOrder(BTC_USD, False, 1_000_003, 7, TIF_GTC, None, 0, False))
+    c.run(b, PlaceOrder(BTC_USD, True, 1_000_003, 3, TIF_IOC, None, 0, False))
+    c.run(d, PlaceOrder(BTC_USD, True, 1_100_000, 4, TIF_GTC, None, 0, False))      # fills the rest, as taker
+    c.run(a, PlaceOrder(1, True, 777, 13, TIF_GTC, None, 0, False))
+    c.run(b, PlaceOrder(1, False, 700, 9, TIF_IOC, None, 0, False))
+    c.run(a, Faucet(ETH, 12_345), Withdraw(USD, 1_001, b"x"), Transfer(d.address, BTC, 3))
+    for asset in (USD, BTC, ETH):
+        total = sum(account.balances.get(asset, 0) for account in c.state.accounts.values())
+        assert total == c.state.supply[asset], asset
+    assert c.balance(bytes.fromhex("fee0" * 10), USD) > 0
