@@ -12,8 +12,10 @@ import pytest
 
 from stf import codec
 from stf.block import Block, BlockHeader, apply_block, compute_txs_root, decode_block, make_block
-from stf.constants import MAX_BLOCK_TXS
-from stf.errors import BadSignature, InvalidBlock, MalformedTransaction, ResultCode as R
+from stf.constants import MAX_BLOCK_TXS, MAX_TX_BYTES
+from stf.errors import (
+    BadSignature, InvalidBlock, MalformedTransaction, NonceAlreadyUsed, ResultCode as R, TransactionTooLarge,
+)
 from stf.events import REASON_FILLED, REASON_UNFILLED_IOC, OrderAccepted, OrderDone, Trade, decode_event
 from stf.state import apply_entries, export_entries, initialize_state
 from stf.tx import (
@@ -145,6 +147,17 @@ def test_invalid_undecodable_tx(garbage):
     block = next_block(c, pay(c, 0, 1, 5), garbage, pay(c, 1, 0, 5))
     e = assert_rejected(c, block, cause=MalformedTransaction)
     assert "transaction 1" in str(e)
+
+
+def test_invalid_oversize_tx():
+    c = Chain()
+    assert_rejected(c, next_block(c, pay(c, 0, 1, 5), b"\x00" * (MAX_TX_BYTES + 1)), cause=TransactionTooLarge)
+
+
+def test_invalid_same_tx_twice():
+    c = Chain()
+    tx = pay(c, 0, 1, 5)
+    assert_rejected(c, next_block(c, tx, tx), cause=NonceAlreadyUsed)
 
 
 def tamper(wire: bytes) -> bytes:

@@ -252,3 +252,30 @@ def test_rejected_unauthorized_tx_does_not_consume_its_nonce():
     tx = c.tx(stranger, Transfer(stranger.address, USD, 1), account=c.keys[0].address, nonce=t)
     assert_block_rejected(c, tx, cause=Unauthorized)
     assert stranger.address not in c.state.nonces
+
+
+def test_nonces_are_checked_in_execution_order_makers_first():
+    """With a full set, a maker-only tx later in the block is checked (and kept) before an earlier taker tx."""
+    c = new_chain()
+    key = c.keys[0]
+    t = next_block_time(c)
+    c.block(pay(c, 0, t - 30), pay(c, 0, t - 20), pay(c, 0, t - 10))
+    t = next_block_time(c)          # the first block was at t1 = t - 1000
+    taker = c.tx(key, PlaceOrder(BTC_USD, True, 1_000, 1, 0, None, 0, False), nonce=t - 1_000 - 15)
+    maker = c.tx(key, PlaceOrder(BTC_USD, True, 1_000, 1, 3, None, 0, False), nonce=t - 1_000 - 28)
+    # in block order the taker (t1-15) would evict t1-30 first, leaving the maker's t1-28 below the smallest kept
+    r = c.block(taker, maker)
+    assert len(r.receipts) == 2
+    assert c.state.nonces[key.address] == [t - 1_000 - 20, t - 1_000 - 15, t - 1_000 - 10]
+
+
+def test_taker_first_in_execution_order_makes_a_later_low_maker_nonce_too_low():
+    c = new_chain()
+    key = c.keys[0]
+    t = next_block_time(c)
+    c.block(pay(c, 0, t - 30), pay(c, 0, t - 20), pay(c, 0, t - 10))
+    t = next_block_time(c)
+    maker = c.tx(key, PlaceOrder(BTC_USD, True, 1_000, 1, 3, None, 0, False), nonce=t - 1_000 - 15)
+    taker = c.tx(key, PlaceOrder(BTC_USD, True, 1_000, 1, 0, None, 0, False), nonce=t - 1_000 - 28)
+    # the maker runs first and evicts t-30, so the taker's t-28 is below the new smallest (t-20)
+    assert_block_rejected(c, taker, maker, cause=NonceTooLow)
