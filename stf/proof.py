@@ -25,14 +25,12 @@ and the ``DEPTH`` sibling hashes from the bucket level up to just below the root
 membership (the verifier inserts the claimed leaf) and absence (the verifier inserts nothing).
 
 Known limits: keys are at most 31 bytes, so a record has a fixed width and the node can find a key in a
-bucket by binary search. The proof binds the key and the value bytes; what
-those bytes mean (the msgpack encoding of an account, say) is the caller's business.
+bucket by binary search. The proof binds the key and the value bytes; what those bytes mean (the msgpack
+encoding of an account, say) is the caller's business. A proof is as large as the key's bucket, about
+N / 2**DEPTH entries of ~53 bytes each plus DEPTH * 32 bytes.
 """
 
-from __future__ import annotations
-
 import hashlib
-from dataclasses import dataclass
 
 DEPTH = 13
 """Tree depth: 2**DEPTH buckets. A protocol constant; changing it changes every root."""
@@ -102,29 +100,48 @@ def is_valid_digest(digest: object) -> bool:
     return isinstance(digest, bytes) and len(digest) == DIGEST_SIZE
 
 
-@dataclass(frozen=True, slots=True)
 class Proof:
-    """Evidence that a key holds a value (or nothing) under a state root.
+    """Evidence that a key holds a value (or nothing) under a state root. Immutable plain data.
 
     `entries`: the bucket's other (key, leaf digest) pairs, ascending by key, the proven key left out.
     `siblings`: DEPTH hashes; siblings[0] is the sibling of the key's bucket, siblings[-1] a child of the root.
+
+    Hand-written rather than a dataclass so that this file needs nothing but hashlib.
     """
 
+    __slots__ = ("entries", "siblings")
     entries: tuple[tuple[bytes, bytes], ...]
     siblings: tuple[bytes, ...]
+
+    def __init__(self, entries: tuple[tuple[bytes, bytes], ...], siblings: tuple[bytes, ...]) -> None:
+        object.__setattr__(self, "entries", entries)
+        object.__setattr__(self, "siblings", siblings)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Proof is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Proof):
+            return NotImplemented
+        return self.entries == other.entries and self.siblings == other.siblings
+
+    def __hash__(self) -> int:
+        return hash((self.entries, self.siblings))
+
+    def __repr__(self) -> str:
+        return f"Proof(entries={self.entries!r}, siblings={self.siblings!r})"
 
     def to_wire(self) -> list[list[object]]:
         """Plain nested lists of bytes: [[[key, digest], ...], [sibling, ...]]. Hex-encode each bytes for JSON."""
         return [[[k, d] for k, d in self.entries], list(self.siblings)]
 
     @classmethod
-    def from_wire(cls, wire: object) -> Proof:
+    def from_wire(cls, wire: object) -> "Proof":
         """Parse `to_wire()` output (lists or tuples, as msgpack may return); raises ValueError if malformed."""
         if not isinstance(wire, (list, tuple)) or len(wire) != 2:
             raise ValueError("proof: expected [entries, siblings]")
         raw_entries, raw_siblings = wire
-        proof = cls(entries=parse_entries(raw_entries), siblings=parse_siblings(raw_siblings))
-        return proof
+        return cls(entries=parse_entries(raw_entries), siblings=parse_siblings(raw_siblings))
 
 
 def parse_entries(raw: object) -> tuple[tuple[bytes, bytes], ...]:

@@ -6,8 +6,10 @@ implementation; the pinned hex values are the ones published in that document.
 
 from __future__ import annotations
 
+import ast
 import hashlib
-from dataclasses import replace
+import re
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -15,7 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stf.merkle import MerkleMap
-from stf.proof import DEPTH, EMPTY_ROOT, MAX_KEY_SIZE, Proof, compute_bucket_index, verify_proof
+from stf.proof import DEPTH, EMPTY_HASHES, EMPTY_ROOT, MAX_KEY_SIZE, Proof, compute_bucket_index, verify_proof
+
+STATE_ROOT_MD = Path(__file__).resolve().parents[2] / "docs" / "STATE_ROOT.md"
 
 EMPTY_ROOT_HEX = "e2e2212017e9cd402415785721adeb1be6f219b30758ff7376bad5c8c310a564"
 EMPTY_BUCKET_HEX = "4bf5122f344554c53bde2ebb8cd2b7e3d1600ad631c385a5d7cce23c7785459a"
@@ -44,6 +48,12 @@ def naive_root(contents: dict[bytes, bytes]) -> bytes:
     return level[0]
 
 
+def replace(proof: Proof, **fields: object) -> Proof:
+    """A copy of `proof` with some fields swapped, for forging tests."""
+    current = {"entries": proof.entries, "siblings": proof.siblings}
+    return Proof(**(current | fields))  # type: ignore[arg-type]
+
+
 def build(contents: dict[bytes, bytes]) -> MerkleMap:
     tree = MerkleMap()
     for key, value in contents.items():
@@ -65,6 +75,19 @@ def keys_in_bucket(index: int, count: int, prefix: bytes = b"a") -> list[bytes]:
 
 SHARED = keys_in_bucket(5, 4) + keys_in_bucket(6, 3, prefix=b"o")
 """Keys crowded into two adjacent buckets, so multi-entry buckets and sibling buckets get exercised."""
+
+
+def prefix_pair_in_one_bucket() -> tuple[bytes, bytes]:
+    """Keys x and x + b"\x00" that share a bucket: their key fields differ only in the trailing length byte."""
+    n = 0
+    while True:
+        key = b"p" + n.to_bytes(4, "big")
+        if compute_bucket_index(key) == compute_bucket_index(key + b"\x00"):
+            return key, key + b"\x00"
+        n += 1
+
+
+PREFIX_PAIR = prefix_pair_in_one_bucket()
 
 
 # --- spec vectors -------------------------------------------------------------------------------------------
@@ -102,11 +125,32 @@ def test_worked_example_intermediate_values() -> None:
     assert sha256(b"\x01" + record).hex() == "8591479adcbd5d4360a31177498dbdaac6fedef11bdac2c7634b8969b6203966"
 
 
+def test_document_publishes_the_same_constants() -> None:
+    text = STATE_ROOT_MD.read_text()
+    assert f"| `DEPTH` | {DEPTH} " in text
+    documented = dict(re.findall(r"^\| (\d+)[^|]* \| `([0-9a-f]{64})` \|$", text, re.M))
+    assert documented == {str(d): digest.hex() for d, digest in enumerate(EMPTY_HASHES)}
+    assert EXAMPLE_ROOT_HEX in text
+    for key, value in EXAMPLE.items():
+        assert f"| `{key.hex()}`" in text and f"`{value.hex()}`" in text
+
+
 def test_leaf_digest_follows_documented_layout() -> None:
     key, value = b"g", b"\x01"
     tree = build({key: value})
     assert tree.get_leaf(key) == sha256(b"\x00\x01g\x01")
     assert tree.get_leaf(b"x") is None
+
+
+def test_a_key_and_its_zero_extension_share_a_bucket_in_key_order() -> None:
+    short, long = PREFIX_PAIR
+    tree = build({long: b"2", short: b"1"})
+    assert tree.root() == naive_root({short: b"1", long: b"2"})
+    absent = keys_in_bucket(compute_bucket_index(short), 1, prefix=b"q")[0]
+    assert [key for key, _ in tree.prove(absent).entries] == [short, long]
+    assert verify_proof(tree.root(), absent, None, tree.prove(absent))
+    assert verify_proof(tree.root(), short, b"1", tree.prove(short))
+    assert verify_proof(tree.root(), long, b"2", tree.prove(long))
 
 
 def test_insertion_order_does_not_change_root() -> None:
@@ -335,6 +379,25 @@ def test_invalid_unsorted_entries_fail_verification(proven: tuple[MerkleMap, dic
     assert not verify_proof(tree.root(), key, contents[key], shuffled)
 
 
+def test_verifier_file_imports_nothing_but_hashlib() -> None:
+    # Wallets copy stf/proof.py alone; any other import would break that promise.
+    source = (STATE_ROOT_MD.parents[1] / "stf" / "proof.py").read_text()
+    imported = [
+        alias.name for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names
+    ]
+    assert imported == ["hashlib"]
+
+
+def test_proof_is_immutable_plain_data(proven: tuple[MerkleMap, dict[bytes, bytes]]) -> None:
+    tree, _ = proven
+    proof = tree.prove(b"g")
+    with pytest.raises(AttributeError):
+        proof.siblings = ()  # type: ignore[misc]
+    assert proof == tree.prove(b"g") and hash(proof) == hash(tree.prove(b"g"))
+    assert proof != tree.prove(SHARED[0])
+
+
 GOOD_SIBLINGS = [bytes(32)] * DEPTH
 
 
@@ -365,7 +428,11 @@ def test_invalid_wire_raises_value_error(wire: object, message: str) -> None:
 
 # --- model-based property test ------------------------------------------------------------------------------
 
-KEY_POOL = SHARED + list(EXAMPLE) + [b"a", b"ab", b"a" + bytes(20), b"n" + bytes(range(20)), b"\xff" * 31, b"a\x00", b"a\x00\x01"]
+# Prefix pairs exercise the padded key field's ordering (PREFIX_PAIR inside one bucket); b"\xff" * 31 is the
+# longest key.
+KEY_POOL = SHARED + list(EXAMPLE) + [
+    b"a", b"a\x00", b"a\x00\x01", b"ab", b"a" + bytes(20), b"n" + bytes(range(20)), b"\xff" * 31, *PREFIX_PAIR,
+]
 ACTIONS = st.lists(
     st.tuples(
         st.sampled_from(["set", "delete", "root"]),
@@ -376,7 +443,7 @@ ACTIONS = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(actions=ACTIONS)
 def test_random_operations_match_a_dict_model(actions: list[tuple[str, bytes, bytes]]) -> None:
     tree = MerkleMap()
@@ -402,7 +469,7 @@ def test_random_operations_match_a_dict_model(actions: list[tuple[str, bytes, by
             assert not verify_proof(root, key, None, proof)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(contents=st.dictionaries(st.sampled_from(KEY_POOL), st.binary(max_size=8)))
 def test_random_contents_match_the_naive_rebuild(contents: dict[bytes, bytes]) -> None:
     assert build(contents).root() == naive_root(contents)
