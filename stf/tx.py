@@ -5,14 +5,17 @@ itself canonical msgpack: `[version, account, signer_public_key, nonce, [action,
 whose first element is its type number. The signature covers `compute_sign_bytes(chain_id, body)`; the
 transaction hash is SHA-256 of the whole wire bytes.
 
+Actions and decoded transactions are immutable typed NamedTuples rather than frozen dataclasses: they are built
+once per action on the hottest path of the node, and a NamedTuple is built in one C call (about 0.15 us against
+1 us for an eight-field frozen dataclass, measured).
+
 `decode_transaction` performs every stateless check (encoding, sizes, field types and ranges, known action
 types) and raises a specific `InvalidTransaction` subclass. It does not verify the signature: that is
 `validate_signature`, kept apart so a node verifies each transaction once, off the hot path.
 """
 
 import hashlib
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, NamedTuple
 
 from stf import codec
 from stf.constants import (
@@ -55,9 +58,8 @@ def _field_bytes(value: Any, name: str, length: int) -> bytes:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Transfer:
-    KIND: ClassVar[int] = 1
+class Transfer(NamedTuple):
+    KIND = 1
     to: bytes
     asset: int
     amount: int
@@ -67,9 +69,8 @@ class Transfer:
         return cls(_field_bytes(f[0], "to", ADDRESS_LEN), _field_u64(f[1], "asset"), _field_u64(f[2], "amount", 1))
 
 
-@dataclass(frozen=True, slots=True)
-class Withdraw:
-    KIND: ClassVar[int] = 2
+class Withdraw(NamedTuple):
+    KIND = 2
     asset: int
     amount: int
     destination: bytes
@@ -82,9 +83,8 @@ class Withdraw:
         return cls(_field_u64(f[0], "asset"), _field_u64(f[1], "amount", 1), destination)
 
 
-@dataclass(frozen=True, slots=True)
-class Faucet:
-    KIND: ClassVar[int] = 3
+class Faucet(NamedTuple):
+    KIND = 3
     asset: int
     amount: int
 
@@ -93,9 +93,8 @@ class Faucet:
         return cls(_field_u64(f[0], "asset"), _field_u64(f[1], "amount", 1))
 
 
-@dataclass(frozen=True, slots=True)
-class ApproveAgent:
-    KIND: ClassVar[int] = 4
+class ApproveAgent(NamedTuple):
+    KIND = 4
     agent: bytes
 
     @classmethod
@@ -103,9 +102,8 @@ class ApproveAgent:
         return cls(_field_bytes(f[0], "agent", ADDRESS_LEN))
 
 
-@dataclass(frozen=True, slots=True)
-class RevokeAgent:
-    KIND: ClassVar[int] = 5
+class RevokeAgent(NamedTuple):
+    KIND = 5
     agent: bytes
 
     @classmethod
@@ -113,11 +111,10 @@ class RevokeAgent:
         return cls(_field_bytes(f[0], "agent", ADDRESS_LEN))
 
 
-@dataclass(frozen=True, slots=True)
-class PlaceOrder:
+class PlaceOrder(NamedTuple):
     """A limit order. `expires_at_ms` 0 means good until cancelled; `client_id` None means none."""
 
-    KIND: ClassVar[int] = 10
+    KIND = 10
     market: int
     is_buy: bool
     price: int
@@ -139,11 +136,10 @@ class PlaceOrder:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class MarketOrder:
+class MarketOrder(NamedTuple):
     """Immediate-or-cancel at any price up to `worst_price` (a buy) or down to it (a sell)."""
 
-    KIND: ClassVar[int] = 11
+    KIND = 11
     market: int
     is_buy: bool
     size_lots: int
@@ -160,9 +156,8 @@ class MarketOrder:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Cancel:
-    KIND: ClassVar[int] = 12
+class Cancel(NamedTuple):
+    KIND = 12
     market: int
     order_id: int
 
@@ -171,9 +166,8 @@ class Cancel:
         return cls(_field_u64(f[0], "market"), _field_u64(f[1], "order_id", 1))
 
 
-@dataclass(frozen=True, slots=True)
-class CancelByClientId:
-    KIND: ClassVar[int] = 13
+class CancelByClientId(NamedTuple):
+    KIND = 13
     market: int
     client_id: int
 
@@ -182,11 +176,10 @@ class CancelByClientId:
         return cls(_field_u64(f[0], "market"), _field_u64(f[1], "client_id", 1))
 
 
-@dataclass(frozen=True, slots=True)
-class CancelAll:
+class CancelAll(NamedTuple):
     """Cancel every open order of the account, in one market or (market None) in all."""
 
-    KIND: ClassVar[int] = 14
+    KIND = 14
     market: int | None
 
     @classmethod
@@ -194,13 +187,12 @@ class CancelAll:
         return cls(None if f[0] is None else _field_u64(f[0], "market"))
 
 
-@dataclass(frozen=True, slots=True)
-class Modify:
+class Modify(NamedTuple):
     """Set a resting order's price and remaining size. Priority is kept only if the price is unchanged and the
     size does not grow; otherwise the order is re-sequenced under the same order id and, unless it was placed
     post-only (which then fails with POST_ONLY_WOULD_CROSS), may trade."""
 
-    KIND: ClassVar[int] = 15
+    KIND = 15
     market: int
     order_id: int
     price: int
@@ -214,11 +206,10 @@ class Modify:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class ScheduleCancel:
+class ScheduleCancel(NamedTuple):
     """Dead-man's switch: cancel all the account's orders at the first block with time >= `at_ms`; None clears."""
 
-    KIND: ClassVar[int] = 16
+    KIND = 16
     at_ms: int | None
 
     @classmethod
@@ -236,15 +227,13 @@ ACTION_TYPES: dict[int, type] = {
         CancelAll, Modify, ScheduleCancel,
     )
 }
-ACTION_FIELD_NAMES: dict[int, tuple[str, ...]] = {
-    kind: tuple(f.name for f in fields(cls)) for kind, cls in ACTION_TYPES.items()
-}
+ACTION_FIELD_COUNTS: dict[int, int] = {kind: len(cls._fields) for kind, cls in ACTION_TYPES.items()}
 # Actions an approved agent key may sign for its account: trading only, never moving funds or keys.
 AGENT_ACTION_KINDS = frozenset((10, 11, 12, 13, 14, 15, 16))
 
 
 def encode_action(action: Action) -> list:
-    return [action.KIND, *(getattr(action, name) for name in ACTION_FIELD_NAMES[action.KIND])]
+    return [action.KIND, *action]
 
 
 def decode_action(raw: Any) -> Action:
@@ -253,13 +242,12 @@ def decode_action(raw: Any) -> Action:
     cls = ACTION_TYPES.get(raw[0])
     if cls is None:
         raise UnknownAction(f"unknown action type {raw[0]}")
-    if len(raw) - 1 != len(ACTION_FIELD_NAMES[raw[0]]):
-        raise MalformedAction(f"action type {raw[0]} takes {len(ACTION_FIELD_NAMES[raw[0]])} fields")
+    if len(raw) - 1 != ACTION_FIELD_COUNTS[raw[0]]:
+        raise MalformedAction(f"action type {raw[0]} takes {ACTION_FIELD_COUNTS[raw[0]]} fields")
     return cls.from_fields(raw[1:])
 
 
-@dataclass(frozen=True, slots=True)
-class Transaction:
+class Transaction(NamedTuple):
     """A decoded signed transaction. `account` is who it acts for; `signer` the address of the signing key."""
 
     wire: bytes
