@@ -32,7 +32,6 @@ applied. A bad key or value raises ValueError: the STF builds keys itself, so th
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 
 from stf.proof import (
@@ -41,16 +40,15 @@ from stf.proof import (
     KEY_FIELD_SIZE,
     MAX_KEY_SIZE,
     RECORD_SIZE,
-    TAG_BUCKET,
-    TAG_NODE,
     Proof,
+    compute_bucket_hash_of_records,
     compute_bucket_index,
     compute_leaf_digest,
+    compute_node_hash,
     encode_key_field,
     is_valid_key,
 )
 
-_sha256 = hashlib.sha256
 _EMPTY_BUCKET = b""
 
 
@@ -204,7 +202,7 @@ class MerkleMap:
         buckets = self._buckets
         level = self._levels[DEPTH]
         for i in indices:
-            level[i] = _sha256(TAG_BUCKET + buckets[i]).digest()
+            level[i] = compute_bucket_hash_of_records(buckets[i])
         for depth in range(DEPTH, 0, -1):
             indices = unique_parents(indices)
             self._rehash_level(self._levels[depth], self._levels[depth - 1], indices)
@@ -212,4 +210,4 @@ class MerkleMap:
     @staticmethod
     def _rehash_level(children: list[bytes], parents: list[bytes], indices: list[int]) -> None:
         for p in indices:
-            parents[p] = _sha256(TAG_NODE + children[2 * p] + children[2 * p + 1]).digest()
+            parents[p] = compute_node_hash(children[2 * p], children[2 * p + 1])

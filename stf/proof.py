@@ -71,7 +71,12 @@ def encode_record(key: bytes, leaf_digest: bytes) -> bytes:
 
 def compute_bucket_hash(entries: list[tuple[bytes, bytes]]) -> bytes:
     """Hash of a bucket from its (key, leaf digest) pairs, which must already be sorted by key."""
-    return hashlib.sha256(TAG_BUCKET + b"".join(encode_record(k, d) for k, d in entries)).digest()
+    return compute_bucket_hash_of_records(b"".join(encode_record(k, d) for k, d in entries))
+
+
+def compute_bucket_hash_of_records(records: bytes) -> bytes:
+    """Hash of a bucket from its concatenated 64-byte records, ascending by key (empty for an empty bucket)."""
+    return hashlib.sha256(TAG_BUCKET + records).digest()
 
 
 def compute_node_hash(left: bytes, right: bytes) -> bytes:
