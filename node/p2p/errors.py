@@ -118,3 +118,13 @@ class MessageTooLarge(P2PError):
     """Raised to the local sender: the encoded message does not fit in one frame."""
 
     code = "message_too_large"
+
+
+class HandshakeTimeout(HandshakeError):
+    code = "handshake_timeout"
+
+
+class PeerRefused(P2PError):
+    """The handshake succeeded but local policy refuses this peer (banned, duplicate, not allowed)."""
+
+    code = "peer_refused"
