@@ -128,7 +128,7 @@ def encode_hello(chain_id: bytes, ephemeral_public: bytes) -> bytes:
 def decode_hello(body: bytes, chain_id: bytes) -> bytes:
     """The peer's ephemeral public key from a HELLO body; checks tag, chain and shape."""
     try:
-        value = msgpack.unpackb(body, raw=True, max_ext_len=0, max_map_len=0)
+        value = msgpack.unpackb(body, raw=False, max_ext_len=0, max_map_len=0)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise MalformedHandshake(f"HELLO is not one msgpack object: {exc}") from None
     if not isinstance(value, list) or len(value) != 3 or not all(isinstance(v, bytes) for v in value):
