@@ -8,12 +8,12 @@ from node.storage.kv import (
 from node.storage.schema import SCHEMA_VERSION, Manifest, Meta, SchemaError, TxLocation
 from node.storage.store import (
     BlockOutOfOrder, ChainMismatch, ChainStore, ChainStoreError, InvalidBlockRecord, ReplayMismatch, SchemaMismatch,
-    SnapshotMissing, StateMismatch, StoreEmpty,
+    SnapshotMissing, StateMismatch, StoreEmpty, open_chain_store,
 )
 
 __all__ = [
     "BatchFinished", "KeyValueStore", "LevelDBKV", "MemoryKV", "StorageError", "StoreClosed", "StoreLocked",
     "StoreOpenFailed", "WriteBatch", "SCHEMA_VERSION", "Manifest", "Meta", "SchemaError", "TxLocation",
     "BlockOutOfOrder", "ChainMismatch", "ChainStore", "ChainStoreError", "InvalidBlockRecord", "ReplayMismatch",
-    "SchemaMismatch", "SnapshotMissing", "StateMismatch", "StoreEmpty",
+    "SchemaMismatch", "SnapshotMissing", "StateMismatch", "StoreEmpty", "open_chain_store",
 ]

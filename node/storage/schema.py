@@ -9,7 +9,7 @@ tag (or tag + height) returns exactly that family (or that height).
 |---------------------------------------|-----------------------------------------------------------------|
 | `V`                                   | schema version: 8-byte big-endian (`SCHEMA_VERSION`)            |
 | `G`                                   | genesis record: msgpack `[chain_id bytes, genesis app hash]`     |
-| `M`                                   | meta, the latest committed block: msgpack `[height, block hash, app hash]` (height 0: genesis, block hash 32 zero bytes) |
+| `M`                                   | meta: msgpack `[height, block hash, app hash]` of the latest block (*) |
 | `B` height(8)                         | the block's canonical wire bytes (`stf.block.Block.to_wire`)    |
 | `H` block hash(32)                    | height(8)                                                       |
 | `C` height(8)                         | the commit certificate for the block, opaque bytes (consensus)  |
@@ -19,6 +19,9 @@ tag (or tag + height) returns exactly that family (or that height).
 | `S` entry key                         | the current state: one STF entry (`stf.state` key and value)    |
 | `P` height(8)                         | snapshot manifest: msgpack `[height, app hash, entry count, entries hash]` |
 | `Q` height(8) entry key               | the copy of one state entry as it was at that snapshot height   |
+
+(*) At height 0 (genesis saved, no block yet) the block hash is 32 zero bytes, as the genesis state's
+`last_block_hash`.
 
 `S` holds the state at the meta height exactly: each block's changed entries are written (or deleted) in the same
 batch as the block and the meta record. The STF's entry keys start with their own one-byte tag (`stf.state`),

@@ -37,7 +37,13 @@ Crash safety (why `kill -9` at any instant leaves a consistent store):
 
 Start-up: `load_state` (fast: install the live entries, check the root); `replay` rebuilds from the last snapshot
 and re-executes the later blocks (slow, verifies history: the `replay` command, or a fallback when the live
-entries fail their check).
+entries fail their check, followed by `restore_state_entries`). Whether to fall back automatically is the node's
+policy: a failed check means a damaged disk or a bug, which an operator should hear about.
+
+Concurrency: every call blocks (LevelDB, and an fsync per block with `sync`); the asyncio node runs them in a
+worker thread, one writer at a time. Readers on other threads see whole blocks only (a LevelDB batch is atomic for
+readers too), so reading the meta record and then that height's records is consistent. `MemoryKV` is for tests
+and single-threaded use.
 
 Known limits: one writer (the node's storage owner), no locking; a snapshot is written in one batch, so it holds
 a full copy of the state in memory while writing (fine to a few million entries, chunked writes with the manifest
@@ -46,15 +52,16 @@ are unique on chain (the STF's nonce rule), a repeated hash would point at its l
 """
 
 import hashlib
+import os
 from typing import Iterable, Iterator
 
 from node.storage import schema
-from node.storage.kv import KeyValueStore, StorageError, WriteBatch
+from node.storage.kv import KeyValueStore, LevelDBKV, StorageError, WriteBatch
 from node.storage.schema import Manifest, Meta, TxLocation
 from stf.block import apply_block, decode_block
 from stf.errors import KabutoError
 from stf.params import ChainParams
-from stf.state import State, apply_entries
+from stf.state import State, apply_entries, export_entries
 
 GENESIS_BLOCK_HASH = bytes(schema.HASH_LEN)
 
@@ -95,19 +102,32 @@ class ReplayMismatch(ChainStoreError):
     """Re-executing a stored block does not give its stored block hash or app hash."""
 
 
+def open_chain_store(
+    path: str | os.PathLike, create: bool = True, snapshot_interval: int = 0, snapshots_kept: int = 2,
+    sync: bool = True,
+) -> "ChainStore":
+    """A `ChainStore` on the LevelDB directory `path` (the node's `<home>/data/chain`)."""
+    return ChainStore(LevelDBKV(path, create), snapshot_interval, snapshots_kept, sync)
+
+
 class ChainStore:
-    """The node's block store and state store over one `KeyValueStore`, which it owns and closes."""
+    """The node's block store and state store over one `KeyValueStore`, which it owns: `close()` closes it, and
+    so does a failure of the constructor (a refused store is not left open)."""
 
     def __init__(
         self, kv: KeyValueStore, snapshot_interval: int = 0, snapshots_kept: int = 2, sync: bool = True,
     ) -> None:
-        if snapshot_interval < 0 or snapshots_kept < 1:
-            raise ValueError("snapshot_interval must be >= 0 and snapshots_kept >= 1")
         self.kv = kv
         self.snapshot_interval = snapshot_interval
         self.snapshots_kept = snapshots_kept
         self.sync = sync
-        self._check_version()
+        try:
+            if snapshot_interval < 0 or snapshots_kept < 1:
+                raise ValueError("snapshot_interval must be >= 0 and snapshots_kept >= 1")
+            self._check_version()
+        except BaseException:
+            kv.close()
+            raise
 
     def close(self) -> None:
         self.kv.close()
@@ -179,6 +199,18 @@ class ChainStore:
             batch.put(schema.META_KEY, schema.encode_meta(Meta(height, block_hash, app_hash)))
         if self.snapshot_interval and height % self.snapshot_interval == 0:
             self.save_snapshot(height)
+
+    def restore_state_entries(self, state: State) -> None:
+        """Replace the live entries by those of `state`, which must be the state at the latest height (its root is
+        the stored app hash): after `replay` rebuilt a state whose live entries failed their check. One batch."""
+        meta = self.get_latest()
+        if state.height != meta.height or state.merkle.root() != meta.app_hash:
+            raise StateMismatch(f"the state to restore is not the stored state at height {meta.height}")
+        with self.kv.write_batch(sync=self.sync) as batch:
+            for key, _ in self.kv.iterate(schema.STATE):
+                batch.delete(key)
+            for key, value in export_entries(state):
+                batch.put(schema.state_key(key), value)
 
     def _check_block(self, height: int, block_wire: bytes, tx_count: int, latest: Meta) -> bytes:
         try:

@@ -21,7 +21,7 @@ from node.storage.kv import KeyValueStore, LevelDBKV, MemoryKV
 from node.storage.schema import SchemaError, TxLocation
 from node.storage.store import (
     BlockOutOfOrder, ChainMismatch, ChainStore, InvalidBlockRecord, ReplayMismatch, SchemaMismatch, SnapshotMissing,
-    StateMismatch, StoreEmpty,
+    StateMismatch, StoreEmpty, open_chain_store,
 )
 from stf import codec
 from stf.block import Block, BlockResult, apply_block, make_block
@@ -230,6 +230,28 @@ def test_snapshot_on_demand_and_replay(store):
     assert store.replay(PARAMS, check_signatures=False).merkle.root() == state.merkle.root()
 
 
+def test_replay_then_restore_damaged_live_entries(store):
+    state = start_chain(store)
+    run_blocks(store, state, 5)
+    accounts = [(k, v) for k, v in store.iterate_state_entries() if k[:1] == b"a"]
+    store.kv.put(schema.state_key(accounts[0][0]), accounts[1][1])
+    store.kv.put(schema.state_key(b"a" + bytes(20)), accounts[1][1])  # an entry that should not exist
+    with pytest.raises(StateMismatch):
+        store.load_state(PARAMS)
+    store.restore_state_entries(store.replay(PARAMS))
+    assert list(store.iterate_state_entries()) == export_entries(state)
+    assert store.load_state(PARAMS).merkle.root() == state.merkle.root()
+
+
+def test_open_chain_store(tmp_path):
+    with open_chain_store(tmp_path / "home" / "data", snapshot_interval=2) as store:
+        state = start_chain(store)
+        run_blocks(store, state, 2)
+    with open_chain_store(tmp_path / "home" / "data", create=False) as store:
+        assert store.load_state(PARAMS).merkle.root() == state.merkle.root()
+        assert [m.height for m in store.list_snapshots()] == [0, 2]
+
+
 # --- refusals -------------------------------------------------------------------------------------------------
 
 def test_invalid_save_block_before_genesis(store):
@@ -326,6 +348,7 @@ def test_invalid_schema_version(make_kv):
     kv.put(schema.VERSION_KEY, schema.encode_version(schema.SCHEMA_VERSION + 1))
     with pytest.raises(SchemaMismatch, match="schema version 2"):
         ChainStore(kv)
+    assert kv.closed
 
 
 def test_invalid_store_with_foreign_data(make_kv):
@@ -380,12 +403,20 @@ def test_invalid_replay_target_below_snapshot(store):
         store.replay(PARAMS, to_height=1)
 
 
-def test_invalid_store_arguments(make_kv):
+@pytest.mark.parametrize("arguments", [{"snapshot_interval": -1}, {"snapshots_kept": 0}])
+def test_invalid_store_arguments(make_kv, arguments):
     kv = make_kv()
     with pytest.raises(ValueError):
-        ChainStore(kv, snapshot_interval=-1)
-    with pytest.raises(ValueError):
-        ChainStore(kv, snapshots_kept=0)
+        ChainStore(kv, **arguments)
+    assert kv.closed  # a refused store is not left open
+
+
+def test_invalid_restore_of_another_state(store):
+    state = start_chain(store)
+    run_blocks(store, state, 2)
+    with pytest.raises(StateMismatch, match="not the stored state at height 2"):
+        store.restore_state_entries(store.load_snapshot(PARAMS, 0))
+    assert store.load_state(PARAMS).merkle.root() == state.merkle.root()
 
 
 # --- kill -9 ----------------------------------------------------------------------------------------------------
