@@ -329,7 +329,38 @@ class LevelDBKV(KeyValueStore):
         return self._db.get(key)
 
     def _iterate(self, lower: bytes, upper: bytes | None, reverse: bool) -> Iterator[Pair]:
-        return self._db.iterator(start=lower, stop=upper, include_start=True, include_stop=False, reverse=reverse)
+        # A raw iterator, positioned by hand: plyvel's ranged reverse iterator yields nothing when the only key in
+        # range equals `start` (wbolster/plyvel#4 territory); the model test in the conformance suite caught it.
+        # Creating it here (not in the generator) fixes the view when `iterate` is called.
+        raw = self._db.raw_iterator()
+        return self._walk_backward(raw, lower, upper) if reverse else self._walk_forward(raw, lower, upper)
+
+    @staticmethod
+    def _walk_forward(raw, lower: bytes, upper: bytes | None) -> Iterator[Pair]:
+        raw.seek(lower)
+        while raw.valid():
+            key = raw.key()
+            if upper is not None and key >= upper:
+                return
+            yield key, raw.value()
+            raw.next()
+
+    @staticmethod
+    def _walk_backward(raw, lower: bytes, upper: bytes | None) -> Iterator[Pair]:
+        if upper is None:
+            raw.seek_to_last()
+        else:
+            raw.seek(upper)  # the first key >= upper, or none: step back to the last key < upper
+            if raw.valid():
+                raw.prev()
+            else:
+                raw.seek_to_last()
+        while raw.valid():
+            key = raw.key()
+            if key < lower:
+                return
+            yield key, raw.value()
+            raw.prev()
 
     def _write_batch(self, sync: bool) -> WriteBatch:
         return _LevelDBBatch(self, sync)

@@ -173,7 +173,7 @@ class ChainStore:
         """Store block `height` and the state after it in one atomic batch (see the module docstring).
 
         `app_hash` is the state root after the block. Without `block_hash` the block is decoded and checked against
-        the chain (height, previous hash, pre-state app hash, transaction count); a caller that already holds the
+        the chain (height, previous hash, pre-state app hash, transaction hashes); a caller that already holds the
         decoded block passes its hash and skips that work.
         """
         latest = self.latest()
@@ -182,7 +182,7 @@ class ChainStore:
         if height != latest.height + 1:
             raise BlockOutOfOrder(f"block {height} does not follow the latest stored height {latest.height}")
         if block_hash is None:
-            block_hash = self._check_block(height, block_wire, len(tx_hashes), latest)
+            block_hash = self._check_block(height, block_wire, tx_hashes, latest)
         with self.kv.write_batch(sync=self.sync) as batch:
             batch.put(schema.block_key(height), block_wire)
             batch.put(schema.block_hash_key(block_hash), schema.encode_height(height))
@@ -212,7 +212,7 @@ class ChainStore:
             for key, value in export_entries(state):
                 batch.put(schema.state_key(key), value)
 
-    def _check_block(self, height: int, block_wire: bytes, tx_count: int, latest: Meta) -> bytes:
+    def _check_block(self, height: int, block_wire: bytes, tx_hashes: list[bytes], latest: Meta) -> bytes:
         try:
             block = decode_block(block_wire)
         except KabutoError as exc:
@@ -222,8 +222,10 @@ class ChainStore:
             raise InvalidBlockRecord(f"the block's header says height {header.height}, saved as {height}")
         if header.prev_hash != latest.block_hash or header.app_hash != latest.app_hash:
             raise InvalidBlockRecord(f"block {height} does not build on the stored block {latest.height}")
-        if len(block.txs) != tx_count:
-            raise InvalidBlockRecord(f"block {height} has {len(block.txs)} transactions, {tx_count} hashes given")
+        if [hashlib.sha256(tx).digest() for tx in block.txs] != tx_hashes:
+            raise InvalidBlockRecord(
+                f"the {len(tx_hashes)} transaction hashes given are not those of block {height}'s "
+                f"{len(block.txs)} transactions, in order")
         return header.hash()
 
     def save_snapshot(self, height: int) -> Manifest:

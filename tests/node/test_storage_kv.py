@@ -3,6 +3,10 @@
 LevelDB-only behaviour (persistence across reopen, the directory lock, open errors) is tested at the end.
 """
 
+import random
+import subprocess
+import sys
+
 import pytest
 
 from node.storage.kv import (
@@ -74,6 +78,15 @@ def test_iterate_prefix_is_exact(kv):
 def test_iterate_reverse(kv):
     fill(kv, KEYS)
     assert [k for k, _ in kv.iterate(b"a", reverse=True)] == [b"a\xff\xff", b"a\xff", b"ab", b"a\x01", b"a\x00", b"a"]
+
+
+def test_iterate_reverse_when_the_range_holds_only_its_lower_bound(kv):
+    # plyvel's own ranged reverse iterator returns nothing here; the backend must not
+    fill(kv, [b"xa", b"z"])
+    assert [k for k, _ in kv.iterate(b"xa", reverse=True)] == [b"xa"]
+    assert [k for k, _ in kv.iterate(start=b"xa", stop=b"xb", reverse=True)] == [b"xa"]
+    assert [k for k, _ in kv.iterate(b"z", reverse=True)] == [b"z"]
+    assert [k for k, _ in kv.iterate(reverse=True)] == [b"z", b"xa"]
 
 
 def test_iterate_start_inclusive_stop_exclusive(kv):
@@ -173,6 +186,46 @@ def test_invalid_batch_commit_after_discard(kv):
     assert kv.get(b"x") is None
 
 
+# --- model-based: random operations against a dict --------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_operations_match_a_dict_model(kv, seed):
+    """Puts, deletes and batches (committed, discarded, aborted) over a small key space that shares prefixes;
+    after each step the store and the model agree on every prefix scan, forwards and backwards."""
+    rng = random.Random(seed)
+    alphabet = [b"", b"\x00", b"a", b"ab", b"\xff"]
+    keys = sorted({rng.choice(alphabet) + rng.choice(alphabet) + rng.choice(alphabet) for _ in range(40)} - {b""})
+    model: dict[bytes, bytes] = {}
+    for step in range(150):
+        pending = dict(model)
+        batch = kv.write_batch()
+        for _ in range(rng.randint(1, 4)):
+            key = rng.choice(keys)
+            if rng.random() < 0.3:
+                batch.delete(key)
+                pending.pop(key, None)
+            else:
+                value = rng.randbytes(rng.randint(0, 3))
+                batch.put(key, value)
+                pending[key] = value
+        outcome = rng.random()
+        if outcome < 0.8:
+            batch.commit()
+            model = pending
+        elif outcome < 0.9:
+            batch.discard()
+        else:
+            with pytest.raises(ZeroDivisionError):
+                with batch:
+                    1 // 0
+        prefix = rng.choice(alphabet) + rng.choice(alphabet)
+        expected = sorted((k, v) for k, v in model.items() if k.startswith(prefix))
+        assert list(kv.iterate(prefix)) == expected, step
+        assert list(kv.iterate(prefix, reverse=True)) == expected[::-1], step
+        probe = rng.choice(keys)
+        assert kv.get(probe) == model.get(probe)
+
+
 # --- invalid arguments and closed stores ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("bad", ["text", bytearray(b"k"), memoryview(b"k"), 1, None])
@@ -253,6 +306,23 @@ def test_invalid_leveldb_locked_directory(tmp_path):
             LevelDBKV(path)
     with LevelDBKV(path) as db:  # the lock is released on close
         db.put(b"k", b"v")
+
+
+def test_invalid_leveldb_locked_by_another_process(tmp_path):
+    path = tmp_path / "db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from node.storage.kv import LevelDBKV; db = LevelDBKV(sys.argv[1]); "
+         "print('open', flush=True); sys.stdin.read()", str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "open\n"
+        with pytest.raises(StoreLocked, match=f"{path} is locked: another node process"):
+            LevelDBKV(path)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    LevelDBKV(path).close()
 
 
 def test_invalid_leveldb_missing_directory_without_create(tmp_path):

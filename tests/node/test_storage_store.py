@@ -293,11 +293,14 @@ def test_invalid_block_not_building_on_the_stored_chain(store):
         store.save_block(1, block.to_wire(), b"", b"", [], [], bytes(32))
 
 
-def test_invalid_block_transaction_count(store):
+def test_invalid_block_transaction_hashes(store):
     state = start_chain(store)
     block, result = next_block(state)
-    with pytest.raises(InvalidBlockRecord, match="3 transactions, 1 hashes"):
-        store.save_block(1, block.to_wire(), b"", b"", [bytes(32)], result.entries, result.state_root)
+    hashes = [hashlib.sha256(tx).digest() for tx in block.txs]
+    for wrong in ([bytes(32)], hashes[:2], hashes[::-1], hashes[:2] + [bytes(32)]):
+        with pytest.raises(InvalidBlockRecord, match="transaction hashes given are not those of block 1"):
+            store.save_block(1, block.to_wire(), b"", b"", wrong, result.entries, result.state_root)
+    assert store.get_latest().height == 0
 
 
 def test_invalid_block_wire(store):
