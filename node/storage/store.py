@@ -6,8 +6,9 @@ Contract:
   height 0, in one batch. `save_block` writes, in one batch: the block, its hash index, the commit certificate,
   the receipts, one transaction-index record per transaction, the changed state entries (a None value deletes
   the entry), the app hash of the height, and the meta record (height, block hash, app hash). Heights are
-  saved in order, each exactly one above the latest; every other call raises a `ChainStoreError` and writes
-  nothing.
+  saved in order, each exactly one above the latest. A refused call writes nothing: it raises a
+  `ChainStoreError`, or `schema.SchemaError` / `TypeError` for a malformed argument (a hash of the wrong length,
+  a value that is not bytes), found while the batch is still unwritten.
 - Invariant: the `S` entries (schema.py) are exactly the state after the meta height, and every record of every
   height from 1 to the meta height is present, none above it. `load_state` checks it: it rebuilds an
   `stf.state.State` from the entries and requires that its root is the stored app hash.
@@ -20,8 +21,9 @@ Contract:
 
 Crash safety (why `kill -9` at any instant leaves a consistent store):
 
-1. Each of the writes above is one LevelDB write batch, which LevelDB appends to its log as a single
-   checksummed record: after a crash the batch is either replayed whole or (a torn tail) dropped whole. So a
+1. Each of the writes above is one LevelDB write batch, which LevelDB appends to its log as one logical record
+   (in checksummed fragments); recovery replays a complete record and drops a torn one, so after a crash the
+   batch is either applied whole or not at all (the kill -9 test in tests/node/test_storage_store.py). So a
    crash inside `save_block` leaves the store at the previous height or at the new one, with the meta record,
    the entries and the block records always agreeing (they travel together).
 2. Nothing is ever written in two steps that must both land: no "write the block, then the state" window as in
@@ -284,6 +286,12 @@ class ChainStore:
     def get_block_by_hash(self, block_hash: bytes) -> bytes | None:
         height = self.get_block_height(block_hash)
         return None if height is None else self.get_block(height)
+
+    def iterate_blocks(self, first: int, last: int) -> Iterator[tuple[int, bytes]]:
+        """(height, block wire) for the stored blocks from `first` to `last` inclusive, in order (block sync)."""
+        stop = schema.block_key(last + 1) if last < schema.MAX_HEIGHT else schema.BLOCK + b"\xff" * 9
+        pairs = self.kv.iterate(schema.BLOCK, start=schema.block_key(first), stop=stop)
+        return ((schema.decode_height(key[1:]), value) for key, value in pairs)
 
     def get_commit(self, height: int) -> bytes | None:
         return self.kv.get(schema.commit_key(height))

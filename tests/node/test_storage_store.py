@@ -151,6 +151,10 @@ def test_blocks_round_trip(store):
         for index, tx in enumerate(block.txs):
             assert store.get_tx_location(hashlib.sha256(tx).digest()) == TxLocation(height, index)
     assert store.get_block(9) is None and store.get_tx_location(bytes(32)) is None
+    wires = [block.to_wire() for block, _ in blocks]
+    assert list(store.iterate_blocks(3, 5)) == [(h, wires[h - 1]) for h in (3, 4, 5)]
+    assert list(store.iterate_blocks(0, 2**64 - 1)) == list(enumerate(wires, start=1))
+    assert list(store.iterate_blocks(9, 20)) == [] and list(store.iterate_blocks(5, 4)) == []
     assert list(store.iterate_state_entries()) == export_entries(state)
 
 
@@ -454,12 +458,12 @@ def check_consistent(path: Path, reference: Reference) -> int:
         return meta.height
 
 
-def test_kill_9_at_random_moments_always_reopens_consistent(tmp_path):
-    rng = random.Random(20261122)
-    path = tmp_path / "db"
+def run_crash_rounds(path: Path, seed: int, rounds: int) -> int:
+    """Start the writer, SIGKILL it at a seeded random moment, check the store; `rounds` times. The final height."""
+    rng = random.Random(seed)
     reference = Reference()
     height, saved = -1, -1
-    for _ in range(14):
+    for _ in range(rounds):
         proc = subprocess.Popen([sys.executable, __file__, "crash-writer", str(path)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         printed = []
@@ -483,9 +487,19 @@ def test_kill_9_at_random_moments_always_reopens_consistent(tmp_path):
         height = check_consistent(path, reference)
         assert saved <= height <= saved + 1  # nothing reported as saved is lost; at most one unreported block
         saved = height
-    assert height > 20
     with ChainStore(LevelDBKV(path, create=False)) as store:
         assert store.replay(PARAMS, check_signatures=False).merkle.root() == reference.root(height)
+    return height
+
+
+def test_kill_9_at_random_moments_always_reopens_consistent(tmp_path):
+    assert run_crash_rounds(tmp_path / "db", seed=20261122, rounds=14) > 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3))
+def test_kill_9_soak(tmp_path, seed):
+    assert run_crash_rounds(tmp_path / "db", seed=seed, rounds=60) > 50
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["crash-writer"]:
