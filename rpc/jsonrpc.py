@@ -28,15 +28,16 @@ Error codes (`error.code`):
 |--------|------------------|----------------------------------------------------------------------------------|
 | -32700 | Parse error      | the body is not UTF-8 JSON, repeats a member name in an object, or uses NaN      |
 | -32600 | Invalid Request  | not a Request object or batch; empty batch; batch longer than `max_batch_length`; |
-|        |                  | nesting deeper than `max_depth`; body larger than `max_body_bytes`              |
+|        |                  | nesting deeper than `max_json_depth`; body larger than `max_body_bytes`         |
 | -32601 | Method not found | no route has that name (also `subscribe` over HTTP: it needs a WebSocket)       |
 | -32602 | Invalid params   | a missing, unknown, ill-typed or float parameter; the message names it          |
 | -32603 | Internal error   | the handler raised something other than `RpcError`/`ParamError`, or returned a  |
 |        |                  | value that is not JSON without floats; no detail of the failure is sent         |
 | -32005 | Limit exceeded   | rate limit, subscription cap or connection cap (see `rpc/limits.py`)            |
 
-Limit errors carry `data = {"limit": <config field name>, "max": <configured value>}` so a client can tell which
-limit it hit. Handlers may raise `RpcError` with any other code in -32000..-32099 for application errors.
+Limit errors (-32005, and -32600 for the size, batch and depth limits) carry
+`data = {"limit": <RpcConfig field name>, "max": <configured value>}` so a client can tell which limit it hit.
+-32602 errors carry `data = {"param": <name or path, e.g. "orders[0].price">}` when one parameter is at fault. Handlers may raise `RpcError` with any other code in -32000..-32099 for application errors.
 
 The route table: `Router({"block": Route(get_block, Param("height", UInt(), required=False))})`. A handler is
 called as `handler(ctx, **params)` with `ctx` a `CallContext` holding the read-only `views` the node injected, the
@@ -108,7 +109,7 @@ def limit_exceeded(message: str, limit: str, maximum: int | float) -> RpcError:
 class ParseLimits:
     max_body_bytes: int = 1 << 20
     max_batch_length: int = 100
-    max_depth: int = 32
+    max_json_depth: int = 32
 
 
 class FloatLiteral:
@@ -175,21 +176,23 @@ def compute_depth(text: str) -> int:
     return max(accumulate(map(operator.sub, steps, repeat(1)), initial=0))
 
 
-def _whole_body_error(code: int, message: str) -> Message:
-    return Message((InvalidEntry(RpcError(code, message)),), is_batch=False)
+def _whole_body_error(code: int, message: str, data: Any = None) -> Message:
+    return Message((InvalidEntry(RpcError(code, message, data)),), is_batch=False)
 
 
 def parse_message(body: bytes | str, limits: ParseLimits = ParseLimits()) -> Message:
     """Parse a JSON-RPC body; never raises. Errors of the whole body are one `InvalidEntry` with id null."""
     size = len(body.encode() if isinstance(body, str) else body)
     if size > limits.max_body_bytes:
-        return _whole_body_error(INVALID_REQUEST, f"request too large: {size} bytes, limit {limits.max_body_bytes}")
+        return _whole_body_error(INVALID_REQUEST, f"request too large: {size} bytes, limit {limits.max_body_bytes}",
+                                 {"limit": "max_body_bytes", "max": limits.max_body_bytes})
     try:
         text = body if isinstance(body, str) else body.decode("utf-8")
     except UnicodeDecodeError:
         return _whole_body_error(PARSE_ERROR, "Parse error: body is not UTF-8")
-    if compute_depth(text) > limits.max_depth:
-        return _whole_body_error(INVALID_REQUEST, f"request nested deeper than {limits.max_depth} levels")
+    if compute_depth(text) > limits.max_json_depth:
+        return _whole_body_error(INVALID_REQUEST, f"request nested deeper than {limits.max_json_depth} levels",
+                                 {"limit": "max_json_depth", "max": limits.max_json_depth})
     try:
         value = _decoder.decode(text)
     except (ValueError, RecursionError) as exc:
@@ -200,7 +203,8 @@ def parse_message(body: bytes | str, limits: ParseLimits = ParseLimits()) -> Mes
         return _whole_body_error(INVALID_REQUEST, "Invalid Request: empty batch")
     if len(value) > limits.max_batch_length:
         return _whole_body_error(
-            INVALID_REQUEST, f"batch too large: {len(value)} requests, limit {limits.max_batch_length}")
+            INVALID_REQUEST, f"batch too large: {len(value)} requests, limit {limits.max_batch_length}",
+            {"limit": "max_batch_length", "max": limits.max_batch_length})
     return Message(tuple(validate_request(entry) for entry in value), is_batch=True)
 
 

@@ -361,6 +361,7 @@ def test_oversize_body() -> None:
     assert "result" in call(body, ParseLimits(max_body_bytes=len(body)))
     response = call(body, ParseLimits(max_body_bytes=len(body) - 1))
     assert error_code(response) == INVALID_REQUEST and "too large" in response["error"]["message"]
+    assert response["error"]["data"] == {"limit": "max_body_bytes", "max": len(body) - 1}
 
 
 def test_oversize_batch() -> None:
@@ -369,14 +370,16 @@ def test_oversize_batch() -> None:
     response = call("[" + ",".join([entry] * 4) + "]", ParseLimits(max_batch_length=3))
     assert isinstance(response, dict) and error_code(response) == INVALID_REQUEST
     assert "batch too large" in response["error"]["message"]
+    assert response["error"]["data"] == {"limit": "max_batch_length", "max": 3}
 
 
 def test_deep_nesting_is_refused_before_parsing() -> None:
     def nested(depth: int) -> str:
         return '{"jsonrpc": "2.0", "method": "echo", "params": ' + "[" * (depth - 1) + "]" * (depth - 1) + ', "id": 1}'
 
-    assert "result" in call(nested(8), ParseLimits(max_depth=8))
-    assert error_code(call(nested(9), ParseLimits(max_depth=8))) == INVALID_REQUEST
+    assert "result" in call(nested(8), ParseLimits(max_json_depth=8))
+    refused = call(nested(9), ParseLimits(max_json_depth=8))
+    assert error_code(refused) == INVALID_REQUEST and refused["error"]["data"] == {"limit": "max_json_depth", "max": 8}
     hostile = "[" * 200_000 + "]" * 200_000
     assert error_code(call(hostile)) == INVALID_REQUEST
 
