@@ -22,8 +22,9 @@ called on the event loop's thread. Its cost is one dict lookup when nobody is su
 
 Backpressure: each connection's send buffer holds at most `send_queue_messages` frames (responses and
 notifications together). A frame that would overflow it closes that connection with code 4008 and reason
-"slow consumer" (counted in `Hub.slow_consumer_closes`); its subscriptions are removed at once and the frame
-is dropped, so one slow client costs others nothing.
+"slow consumer" (counted in `Hub.slow_consumer_closes`); its subscriptions are removed at once, the frame and
+every frame still queued are dropped, and the close frame is the next thing written to it, so one slow client
+costs others nothing. A client that reconnects must resubscribe (and resync from a snapshot).
 
 WebSocket close codes sent by the server:
 
@@ -31,7 +32,7 @@ WebSocket close codes sent by the server:
 |------|------------------------|------------------------------------------------------------------------------|
 | 1000 | (none)                 | answer to the client's own close                                             |
 | 1001 | "server shutting down" | the node stops                                                               |
-| 1009 | (aiohttp's message)    | a message larger than `max_body_bytes`                                       |
+| 1009 | (empty)                | a message larger than `max_body_bytes` (nothing of it is answered)           |
 | 4008 | "slow consumer"        | the send buffer overflowed                                                   |
 | 1006 | (no frame)             | not sent: what a client sees when a ping went unanswered and the server      |
 |      |                        | dropped the socket, or when the close handshake timed out and it aborted     |
