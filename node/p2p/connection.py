@@ -5,7 +5,8 @@ Contract:
 - `open_connection(...)` is an async context manager: it dials, runs the handshake (initiator) under
   `handshake_timeout_s`, and yields a `Peer`; leaving the block closes the peer gracefully (bounded by
   `close_timeout_s`). It raises a `HandshakeError` subclass (including `HandshakeTimeout`), `PeerRefused` or
-  `OSError`, and never leaves a socket open behind an exception.
+  `OSError` (`TimeoutError` if the dial itself exceeds `handshake_timeout_s`), and never leaves a socket open
+  behind an exception; an exception raised inside the block aborts the connection instead.
 - `serve(...)` is an async context manager yielding a `Server` listening on (host, port) (port 0 picks one).
   Each accepted socket is handled by a task in the server's TaskGroup: handshake (responder) under the timeout,
   then refusal if the peer is banned, already connected or not allowed, else `await on_peer(peer)`. When
@@ -19,7 +20,9 @@ Contract:
   order; the receive queue is bounded (`recv_queue_max_messages`), and a full queue stops reading from the socket
   (TCP back-pressure reaches the sender). A `FrameError` from an authenticated peer (bad length, bad MAC,
   malformed msgpack, a second AUTH) aborts the connection and bans the peer's node id for `ban_seconds`.
-- `close()` is graceful: sends already queued are flushed, then the socket is closed. Errors abort (RST).
+- `close()` is graceful: sends already queued are flushed (within `close_timeout_s`), then the socket is closed.
+  Errors abort (RST). `disconnect(detail, ban=True)` is for the layers above: a message that decodes but is
+  invalid (a bad signature, a consensus message from a non-validator that should know better) bans the peer.
   `close_reason` says why a peer closed; `closed` is set once the socket is closed and iteration has ended.
 """
 
@@ -37,7 +40,7 @@ from node.p2p.errors import (
     CounterExhausted, FrameError, HandshakeTimeout, P2PError, PeerRefused, UnexpectedMessage,
 )
 from node.p2p.frames import DEFAULT_MAX_FRAME_SIZE, MSG_AUTH, Message
-from node.p2p.handshake import Handshake, HandshakeResult, ReplayGuard, Role
+from node.p2p.handshake import Handshake, HandshakeResult, ReplayGuard, Role, encode_chain_id
 from stf.crypto import PrivateKey
 
 log = logging.getLogger("node.p2p")
@@ -46,6 +49,7 @@ CLOSE_LOCAL = "local"
 CLOSE_REMOTE = "remote_closed"
 CLOSE_SEND_QUEUE_FULL = "send_queue_full"
 CLOSE_PROTOCOL_ERROR = "protocol_error"
+CLOSE_MISBEHAVIOR = "misbehavior"
 CLOSE_IO_ERROR = "io_error"
 CLOSE_CANCELLED = "cancelled"
 
@@ -94,7 +98,6 @@ class Peer:
         self._send_queue: deque[bytes] = deque()
         self._send_queue_bytes = 0
         self._wakeup_writer = asyncio.Event()
-        self._flushed = asyncio.Event()
         self._close_requested = asyncio.Event()
         self._graceful = False
         self._abort_transport = False
@@ -134,6 +137,13 @@ class Peer:
             self._graceful = True
             self._request_close(CloseReason(CLOSE_LOCAL, detail), abort=False)
 
+    def disconnect(self, detail: str, *, ban: bool = False) -> None:
+        """Drop the connection now, discarding queued sends; with `ban`, the peer misbehaved (e.g. a message
+        that decodes but carries a bad signature) and its node id is banned for `ban_seconds`."""
+        if ban and self._bans is not None:
+            self._bans.ban_for(self.node_id, self.config.ban_seconds, detail)
+        self._request_close(CloseReason(CLOSE_MISBEHAVIOR if ban else CLOSE_LOCAL, detail), abort=True)
+
     async def wait_closed(self) -> None:
         await self.closed.wait()
 
@@ -165,25 +175,27 @@ class Peer:
                 write_task = tg.create_task(self._write_loop())
                 await self._close_requested.wait()
                 if self._graceful:
-                    await self._wait_flushed()
+                    _, pending = await asyncio.wait({write_task}, timeout=self.config.close_timeout_s)
+                    self._abort_transport = bool(pending)  # the peer would not take what was queued
                 read_task.cancel()
                 write_task.cancel()
         finally:
-            if self.close_reason is None:
-                self.close_reason = CloseReason(CLOSE_CANCELLED, "connection task cancelled")
-                self._abort_transport = True
             try:
-                await self._close_transport()
+                if self.close_reason is not None:
+                    await self._close_transport()
             finally:
-                self._inbox.put_nowait(_END)
-                self.closed.set()
+                self.finish()
 
-    async def _wait_flushed(self) -> None:
-        try:
-            async with asyncio.timeout(self.config.close_timeout_s):
-                await self._flushed.wait()
-        except TimeoutError:
-            self._abort_transport = True
+    def finish(self) -> None:
+        """Abort the socket if it is still open and end iteration. Idempotent; `run` ends with it, and its
+        owner calls it again after `run` so a task cancelled before it ever started leaks nothing."""
+        if self.closed.is_set():
+            return
+        if self.close_reason is None:
+            self.close_reason = CloseReason(CLOSE_CANCELLED, "connection task cancelled")
+        self._writer.transport.abort()
+        self._inbox.put_nowait(_END)
+        self.closed.set()
 
     async def _close_transport(self) -> None:
         transport = self._writer.transport
@@ -225,7 +237,6 @@ class Peer:
             while True:
                 if not self._send_queue:
                     if self.is_closing:
-                        self._flushed.set()
                         return
                     self._wakeup_writer.clear()
                     await self._wakeup_writer.wait()
@@ -279,7 +290,8 @@ async def open_connection(
     handshake = Handshake(
         Role.INITIATOR, node_key, chain_id, expected_peer_id=expected_peer_id,
         max_frame_size=config.max_frame_size, replay_guard=replay_guard)
-    reader, writer = await asyncio.open_connection(host, port)
+    async with asyncio.timeout(config.handshake_timeout_s):
+        reader, writer = await asyncio.open_connection(host, port)
     try:
         result = await run_handshake(reader, writer, handshake, config)
         _check_admission(result.peer_id, bans, None)
@@ -287,12 +299,22 @@ async def open_connection(
         writer.transport.abort()
         raise
     peer = Peer(result, reader, writer, outbound=True, config=config, bans=bans)
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(peer.run())
-        try:
-            yield peer
-        finally:
-            peer.close()
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(peer.run())
+            try:
+                yield peer
+            except BaseException as exc:
+                peer.disconnect(f"caller raised {type(exc).__name__}")
+                raise
+            finally:
+                peer.close()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:  # the caller's own exception, not wrapped by our TaskGroup
+            raise group.exceptions[0] from None
+        raise
+    finally:
+        peer.finish()
 
 
 class Server:
@@ -326,18 +348,22 @@ class Server:
         self._sockets += 1
         task = self._tg.create_task(self._handle(reader, writer))
         self._handshaking.add(task)
+        task.add_done_callback(lambda _: self._on_handled(task, writer))
+
+    def _on_handled(self, task: asyncio.Task[None], writer: asyncio.StreamWriter) -> None:
+        # Runs even if the task was cancelled before it started, so the socket is always closed.
+        self._handshaking.discard(task)
+        self._sockets -= 1
+        writer.transport.abort()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         try:
-            try:
-                peer = await self._accept_peer(reader, writer)
-            finally:
-                self._handshaking.discard(task)  # type: ignore[arg-type]
-            if peer is not None:
-                await self._serve_peer(peer)
+            peer = await self._accept_peer(reader, writer)
         finally:
-            self._sockets -= 1
+            self._handshaking.discard(task)  # type: ignore[arg-type]
+        if peer is not None:
+            await self._serve_peer(peer)
 
     async def _accept_peer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Peer | None:
         handshake = Handshake(
@@ -372,6 +398,7 @@ class Server:
                     peer.close()
         finally:
             del self.peers[peer.node_id]
+            peer.finish()
 
     def _shutdown(self) -> None:
         for task in self._handshaking:
@@ -387,6 +414,7 @@ async def serve(
     replay_guard: ReplayGuard | None = None, is_allowed: Callable[[bytes], bool] | None = None,
 ) -> AsyncIterator[Server]:
     """Listen on (host, port) and hand each authenticated inbound peer to `on_peer` (see the module docstring)."""
+    encode_chain_id(chain_id)
     async with asyncio.TaskGroup() as tg:
         server = Server(
             node_key=node_key, chain_id=chain_id, on_peer=on_peer, config=config,

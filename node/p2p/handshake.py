@@ -103,6 +103,14 @@ class ReplayGuard:
             self._seen.popitem(last=False)
 
 
+def encode_chain_id(chain_id: str) -> bytes:
+    """The chain id as sent on the wire; raises ValueError for a local configuration mistake."""
+    chain = chain_id.encode("ascii")
+    if not 0 < len(chain) <= MAX_CHAIN_ID_LEN:
+        raise ValueError(f"chain id must be 1 to {MAX_CHAIN_ID_LEN} ASCII characters")
+    return chain
+
+
 def compute_transcript_hash(chain_id: bytes, initiator_ephemeral: bytes, responder_ephemeral: bytes) -> bytes:
     return hashlib.sha256(
         PROTOCOL_TAG + bytes((len(chain_id),)) + chain_id + initiator_ephemeral + responder_ephemeral).digest()
@@ -171,9 +179,7 @@ class Handshake:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, replay_guard: ReplayGuard | None = None,
         ephemeral_secret: bytes | None = None,
     ) -> None:
-        chain = chain_id.encode("ascii")
-        if not 0 < len(chain) <= MAX_CHAIN_ID_LEN:
-            raise ValueError(f"chain id must be 1 to {MAX_CHAIN_ID_LEN} ASCII characters")
+        chain = encode_chain_id(chain_id)
         self.role = role
         self._node_key = node_key
         self._chain = chain

@@ -225,6 +225,49 @@ def test_message_too_large_is_raised_to_the_sender_and_keeps_the_connection() ->
     run(test)
 
 
+def test_disconnect_with_ban_for_a_message_the_layer_above_rejects() -> None:
+    async def test() -> None:
+        bans = BanList(FakeClock())
+
+        async def strict(peer: Peer) -> None:
+            async for message in peer:
+                if message.payload == b"bad signature":
+                    peer.disconnect("vote signature does not verify", ban=True)
+            app.reasons[peer.node_id] = peer.close_reason
+            app.done[peer.node_id].set()
+
+        app = EchoApp()
+        async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=strict, config=CONFIG, bans=bans) as server:
+            async with connect(server.port, BAD) as peer:
+                peer.send(1, b"bad signature")
+                assert [m async for m in peer] == []
+            await app.done[BAD.address].wait()
+            assert app.reasons[BAD.address].code == "misbehavior"
+            assert bans.get_ban(BAD.address).reason == "vote signature does not verify"
+    run(test)
+
+
+def test_exception_inside_open_connection_aborts_and_propagates() -> None:
+    async def test() -> None:
+        app = EchoApp(echo=False)
+        async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=app.on_peer, config=CONFIG) as server:
+            with pytest.raises(KeyError):
+                async with connect(server.port) as peer:
+                    raise KeyError("application bug")
+            assert peer.close_reason.code == "local" and "KeyError" in peer.close_reason.detail
+            assert peer.closed.is_set()
+            await app.done[GOOD.address].wait()
+    run(test)
+
+
+def test_invalid_chain_id_in_local_config() -> None:
+    async def test() -> None:
+        with pytest.raises(ValueError):
+            async with serve(node_key=SERVER_KEY, chain_id="", on_peer=EchoApp().on_peer):
+                pass
+    run(test)
+
+
 def test_invalid_wrong_chain_fails_the_handshake() -> None:
     async def test() -> None:
         app = EchoApp()
