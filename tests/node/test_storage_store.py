@@ -284,9 +284,10 @@ def test_invalid_save_block_out_of_order(store):
 
 def test_invalid_block_height_differs_from_argument(store):
     state = start_chain(store)
-    block, result = next_block(state)
+    next_block(state)
+    second, result = next_block(state)
     with pytest.raises(InvalidBlockRecord, match="header says height 2, saved as 1"):
-        store.save_block(1, next_block(state)[0].to_wire(), b"", b"", [], [], result.state_root)
+        store.save_block(1, second.to_wire(), b"", b"", [], [], result.state_root)
 
 
 def test_invalid_block_not_building_on_the_stored_chain(store):
