@@ -4,8 +4,9 @@
 
 1. `validate_header`: chain id, height = previous + 1, time never decreasing, previous block hash, the app hash
    (the state root this block builds on, as in CometBFT's header) and the transactions root;
-2. `validate_transactions`: decode every transaction, check its signature (unless the caller already verified
-   that hash), that the signer may act for the account (the account itself, or an agent it approved before
+2. `decode_block_transactions` decodes every transaction and checks its signature, except those the caller
+   hands over already decoded and verified (`verified`, keyed by the exact wire bytes: a node verifies each
+   transaction once, at admission); `validate_transactions` then checks that the signer may act for the account (the account itself, or an agent it approved before
    this block, signing trading actions only) and its nonce, in execution order; the first invalid one rejects
    the whole block with `InvalidBlock` and the state is untouched;
 3. `process_block_time`: expire good-til-time orders and fire dead-man's switches whose time has come;
@@ -21,7 +22,7 @@ input, so a block applies whole or not at all.
 import hashlib
 import heapq
 from dataclasses import dataclass
-from typing import Callable, Container
+from typing import Callable, Mapping
 
 from stf import codec
 from stf.accounts import (
@@ -191,7 +192,10 @@ def is_maker_only(tx: Transaction) -> bool:
 
 def compute_execution_order(txs: list[Transaction]) -> list[Transaction]:
     """Makers first (Hyperliquid's rule, which protects resting liquidity), otherwise block order."""
-    return [tx for tx in txs if is_maker_only(tx)] + [tx for tx in txs if not is_maker_only(tx)]
+    makers, takers = [], []
+    for tx in txs:
+        (makers if is_maker_only(tx) else takers).append(tx)
+    return makers + takers
 
 
 def validate_authority(state: State, tx: Transaction) -> None:
@@ -207,16 +211,11 @@ def validate_authority(state: State, tx: Transaction) -> None:
             raise Unauthorized(f"an agent may not sign action type {action.KIND}")
 
 
-def validate_transactions(
-    state: State, header: BlockHeader, txs: list[Transaction], verified: Container[bytes],
-) -> dict[bytes, list[int]]:
-    """Check signatures, authority and nonces in execution order; returns the new kept-nonce lists per signer."""
-    chain_id = state.params.chain_id
+def validate_transactions(state: State, header: BlockHeader, txs: list[Transaction]) -> dict[bytes, list[int]]:
+    """Check authority and nonces in execution order; returns the new kept-nonce lists per signer."""
     kept_by_signer: dict[bytes, list[int]] = {}
     for tx in txs:
         try:
-            if tx.hash not in verified:
-                validate_signature(tx, chain_id)
             validate_authority(state, tx)
             kept = kept_by_signer.get(tx.signer)
             if kept is None:
@@ -255,25 +254,38 @@ def process_transaction(state: State, events: list, tx: Transaction) -> Receipt:
     return Receipt(tx.hash, tuple(PROCESSORS[type(action)](state, events, account, action) for action in tx.actions))
 
 
-def decode_block_transactions(block: Block) -> list[Transaction]:
+def decode_block_transactions(
+    chain_id: str, block: Block, verified: Mapping[bytes, Transaction],
+) -> list[Transaction]:
+    """Decode and signature-check each transaction, unless `verified` already holds it for these exact bytes."""
     txs = []
     for index, wire in enumerate(block.txs):
-        try:
-            txs.append(decode_transaction(wire))
-        except InvalidTransaction as exc:
-            raise InvalidBlock(f"transaction {index}: {exc.code}: {exc}") from exc
+        tx = verified.get(wire)
+        if tx is None:
+            try:
+                tx = decode_transaction(wire)
+                validate_signature(tx, chain_id)
+            except InvalidTransaction as exc:
+                tx_hash = hashlib.sha256(wire).hexdigest() if type(wire) is bytes else "?"
+                raise InvalidBlock(f"transaction {index} ({tx_hash}): {exc.code}: {exc}") from exc
+        txs.append(tx)
     return txs
 
 
-def apply_block(state: State, block: Block, verified: Container[bytes] = ()) -> BlockResult:
-    """Apply `block` to `state` in place. `verified` holds hashes whose signatures the caller already checked."""
+def apply_block(state: State, block: Block, verified: Mapping[bytes, Transaction] | None = None) -> BlockResult:
+    """Apply `block` to `state` in place.
+
+    `verified` maps wire bytes to the Transaction the caller already decoded and signature-checked from exactly
+    those bytes (the node's mempool does this once per transaction); anything else is decoded and checked here.
+    """
     header = block.header
-    txs = decode_block_transactions(block)
+    txs = decode_block_transactions(state.params.chain_id, block, verified or {})
     validate_header(state, header, [tx.hash for tx in txs])
     ordered = compute_execution_order(txs)
-    kept_by_signer = validate_transactions(state, header, ordered, verified)
+    kept_by_signer = validate_transactions(state, header, ordered)
 
     events: list = []
+    state.block_start_seq = state.next_seq
     state.height = header.height
     state.time_ms = header.time_ms
     state.dirty_global = True

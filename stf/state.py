@@ -62,8 +62,8 @@ class Market:
 class State:
     __slots__ = (
         "params", "assets", "supply", "markets", "accounts", "orders", "nonces", "height", "time_ms",
-        "last_block_hash", "next_seq", "expiry_heap", "schedule_heap", "merkle", "dirty_accounts", "dirty_orders",
-        "dirty_markets", "dirty_nonces", "dirty_assets", "dirty_global",
+        "last_block_hash", "next_seq", "block_start_seq", "expiry_heap", "schedule_heap", "merkle",
+        "dirty_accounts", "dirty_orders", "dirty_markets", "dirty_nonces", "dirty_assets", "dirty_global",
     )
 
     def __init__(self, params: ChainParams) -> None:
@@ -78,6 +78,7 @@ class State:
         self.time_ms = TimeMs(0)
         self.last_block_hash = bytes(32)
         self.next_seq = 1
+        self.block_start_seq = 1
         self.expiry_heap: list[tuple[int, int]] = []
         self.schedule_heap: list[tuple[int, bytes]] = []
         self.merkle = MerkleMap()
@@ -248,30 +249,38 @@ def encode_global(state: State) -> bytes:
 
 
 def collect_dirty_entries(state: State) -> list[tuple[bytes, bytes | None]]:
-    """Encode every dirty entry once, in key order, and clear the dirty marks."""
+    """Encode every dirty entry once, in key order, and clear the dirty marks.
+
+    An order created and gone within the block (order id at or above `block_start_seq`) never existed between
+    blocks, so it is neither a diff entry nor a state-root change. Groups are appended in tag order
+    (a < g < m < n < o < s) and sorted within, so the list comes out in key order without a final sort.
+    """
     entries: list[tuple[bytes, bytes | None]] = []
     accounts = state.accounts
     for address in sorted(state.dirty_accounts):
-        entries.append((account_key(address), encode_account(accounts[address])))
-    orders = state.orders
-    for order_id in sorted(state.dirty_orders):
-        order = orders.get(order_id)
-        entries.append((order_key(order_id), None if order is None else codec.encode(order.to_fields())))
-    for market_id in sorted(state.dirty_markets):
-        entries.append((market_key(market_id), encode_market(state.markets[market_id])))
-    for asset_id in sorted(state.dirty_assets):
-        entries.append((asset_key(asset_id), encode_asset(state.assets[asset_id], state.supply.get(asset_id, 0))))
-    for signer in sorted(state.dirty_nonces):
-        entries.append((nonces_key(signer), codec.encode(state.nonces[signer])))
+        entries.append((KEY_ACCOUNT + address, encode_account(accounts[address])))
     if state.dirty_global:
         entries.append((KEY_GLOBAL, encode_global(state)))
+    for market_id in sorted(state.dirty_markets):
+        entries.append((market_key(market_id), encode_market(state.markets[market_id])))
+    for signer in sorted(state.dirty_nonces):
+        entries.append((KEY_NONCES + signer, codec.encode(state.nonces[signer])))
+    orders = state.orders
+    born = state.block_start_seq
+    for order_id in sorted(state.dirty_orders):
+        order = orders.get(order_id)
+        if order is not None:
+            entries.append((KEY_ORDER + order_id.to_bytes(8, "big"), codec.encode(order.to_fields())))
+        elif order_id < born:
+            entries.append((KEY_ORDER + order_id.to_bytes(8, "big"), None))
+    for asset_id in sorted(state.dirty_assets):
+        entries.append((asset_key(asset_id), encode_asset(state.assets[asset_id], state.supply.get(asset_id, 0))))
     state.dirty_accounts.clear()
     state.dirty_orders.clear()
     state.dirty_markets.clear()
     state.dirty_nonces.clear()
     state.dirty_assets.clear()
     state.dirty_global = False
-    entries.sort()
     return entries
 
 

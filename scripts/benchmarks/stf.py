@@ -26,7 +26,8 @@ The standard flow (deterministic from --seed; every figure below is for these de
 
 Phases, each timed on its own: (1) signature verification (`decode_transaction` + `validate_signature` over every
 transaction) -> `verify_per_s`, transactions per second per core; (2) `apply_block` over the pre-built blocks with
-`verified=` the verified hashes, so signatures are not checked twice -> `actions_per_s` = actions / apply time;
+`verified=` the transactions decoded and verified in (1), as a node's mempool hands them over, so nothing is
+decoded or checked twice -> `actions_per_s` = actions / apply time;
 the per-block steps of `apply_block` are timed by wrapping them (`commit_entries` is the state root's share);
 (3) the same logical stream replayed through every installed pure-Python peer (scripts/benchmarks/_peers.py),
 in the same process; (4) bytes per resting order: traced memory growth (tracemalloc, live objects, state root
@@ -362,15 +363,16 @@ class Flow:
 
 # --- phases --------------------------------------------------------------------------------------------------
 
-def verify_all(blocks: list, chain_id: str) -> tuple[set[bytes], float, int]:
-    """Decode and verify every transaction of planned blocks; returns (verified hashes, seconds, transactions)."""
-    verified: set[bytes] = set()
+def verify_all(blocks: list, chain_id: str) -> tuple[dict, float, int]:
+    """Decode and verify every transaction of planned blocks, as a node's mempool does at admission; returns
+    (wire bytes -> decoded transaction, handed to apply_block as `verified`; seconds; transactions)."""
+    verified: dict = {}
     wires = [w for _time_ms, txs in blocks for w in txs]
     start = CLOCK()
     for wire in wires:
         tx = decode_transaction(wire)
         validate_signature(tx, chain_id)
-        verified.add(tx.hash)
+        verified[wire] = tx
     return verified, CLOCK() - start, len(wires)
 
 
@@ -601,17 +603,16 @@ def main() -> None:
     gc.freeze()
 
     verified, verify_s, verify_txs = verify_all([b for b, _ in batched], flow.chain_id)
-    verified |= verify_all(seed, flow.chain_id)[0]
+    verified.update(verify_all(seed, flow.chain_id)[0])
     verify_per_s = verify_txs / verify_s
-    single_hashes = set()
-    if single:
-        single_hashes = {hashlib.sha256(w).digest() for b, _ in single for w in b[1]}
+    single_verified = verify_all([b for b, _ in single], flow.chain_id)[0] if single else {}
+    memory_verified = verify_all([b for b, _ in memory], flow.chain_id)[0]
 
     freeze_state = args.gc == "freeze"
     main_run = run_apply(flow, seed, batched, verified, profile=args.profile, freeze_state=freeze_state)
-    single_run = run_apply(flow, seed, single, verified | single_hashes, freeze_state=freeze_state) if single else None
+    single_run = run_apply(flow, seed, single, verified | single_verified, freeze_state=freeze_state) if single else None
     peers = {} if args.no_peers else run_peers(seed_ops, ops, PEER_NAMES)
-    mem = measure_bytes_per_resting_order(flow, seed, memory, verified | {hashlib.sha256(w).digest() for b in memory for w in b[1]}, args.memory_orders)
+    mem = measure_bytes_per_resting_order(flow, seed, memory, verified | memory_verified, args.memory_orders)
 
     actions = main_run["actions"]
     apply_s = main_run["seconds"]

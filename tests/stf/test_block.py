@@ -19,6 +19,7 @@ from stf.errors import (
 from stf.events import REASON_FILLED, REASON_UNFILLED_IOC, OrderAccepted, OrderDone, Trade, decode_event
 from stf.state import apply_entries, export_entries, initialize_state
 from stf.tx import (
+    decode_transaction,
     TIF_ALO, TIF_GTC, TIF_IOC, ApproveAgent, Cancel, Faucet, PlaceOrder, ScheduleCancel, Transfer, Withdraw,
 )
 from stf_helpers import BTC, BTC_USD, ETH, FUNDED_USD, USD, Chain
@@ -33,7 +34,7 @@ def snapshot(c: Chain):
     return s.merkle.root(), s.height, s.time_ms, s.last_block_hash, s.next_seq, export_entries(s)
 
 
-def assert_rejected(c: Chain, block: Block, verified=(), cause: type | None = None) -> InvalidBlock:
+def assert_rejected(c: Chain, block: Block, verified=None, cause: type | None = None) -> InvalidBlock:
     before = snapshot(c)
     balances = [c.balance(k, USD) for k in c.keys]
     with pytest.raises(InvalidBlock) as info:
@@ -173,14 +174,19 @@ def test_invalid_bad_signature_in_the_middle():
     assert h(bad).hex() in str(e)
 
 
-def test_verified_skips_the_signature_check_only_for_listed_hashes():
+def pre_verified(*wires: bytes) -> dict:
+    """What a node's mempool hands to apply_block: wire bytes -> the transaction it decoded and checked."""
+    return {w: decode_transaction(w) for w in wires}
+
+
+def test_verified_skips_the_signature_check_only_for_listed_transactions():
     c = Chain()
     good1, good3 = pay(c, 0, 1, 5), pay(c, 2, 0, 5)
     bad = tamper(pay(c, 1, 2, 7))
     block = next_block(c, good1, bad, good3)
-    assert_rejected(c, block, verified={h(good1), h(good3)}, cause=BadSignature)
-    assert_rejected(c, block, verified=[h(b"unrelated")], cause=BadSignature)
-    r = apply_block(c.state, block, verified={h(bad)})
+    assert_rejected(c, block, verified=pre_verified(good1, good3), cause=BadSignature)
+    assert_rejected(c, block, verified=pre_verified(pay(c, 3, 0, 1)), cause=BadSignature)
+    r = apply_block(c.state, block, verified=pre_verified(bad))
     assert [rc.tx_hash for rc in r.receipts] == [h(good1), h(bad), h(good3)]
     assert c.balance(c.keys[1], USD) == FUNDED_USD + 5 - 7
 
@@ -189,7 +195,7 @@ def test_verified_does_not_skip_nonce_checks():
     c = Chain()
     tx = pay(c, 0, 1, 5)
     c.block(tx)
-    assert_rejected(c, next_block(c, tx), verified={h(tx)})
+    assert_rejected(c, next_block(c, tx), verified=pre_verified(tx))
 
 
 # --- execution -----------------------------------------------------------------------------------------------
