@@ -128,3 +128,23 @@ class PeerRefused(P2PError):
     """The handshake succeeded but local policy refuses this peer (banned, duplicate, not allowed)."""
 
     code = "peer_refused"
+
+
+class GossipError(P2PError):
+    """An authenticated peer sent a gossip message that breaks the gossip rules (node/p2p/gossip.py)."""
+
+    code = "bad_gossip"
+
+
+class UnknownMessageType(GossipError):
+    code = "unknown_message_type"
+
+
+class MalformedGossip(GossipError):
+    code = "malformed_gossip"
+
+
+class PartsMismatch(GossipError):
+    """All parts of a value arrived but they do not hash to the announced value hash."""
+
+    code = "parts_mismatch"
