@@ -244,6 +244,7 @@ class Instance:
     engine: Engine | None = None
     incarnation: int = 0
     sync_pending: bool = False
+    sync_height: int = 0
 
     @property
     def honest(self) -> bool:
@@ -362,6 +363,8 @@ class Simulation:
             if not moved:
                 inst.sync_pending = False
             if inst.engine is not None and inst.incarnation == incarnation:
+                # a validator that moved on since it asked may have dropped messages of the height it is at now
+                resend = resend or inst.engine.height != inst.sync_height
                 self._catch_up(inst, resend, moved)
 
     def _all_done(self) -> bool:
@@ -464,6 +467,7 @@ class Simulation:
     def _request_sync(self, inst: Instance) -> None:
         if not inst.sync_pending:
             inst.sync_pending = True
+            inst.sync_height = inst.engine.height  # type: ignore[union-attr]
             self._push(self.now + 2 * self.s.max_delay_ms + 1, _SYNC, inst.ident, inst.incarnation, False, False)
 
     def _catch_up(self, inst: Instance, resend: bool = True, moved: bool = False) -> None:

@@ -113,7 +113,11 @@ class FileWAL:
         self.path = path
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         data = self._read_all()
-        _, good, _ = decode_records(data)
+        try:
+            _, good, _ = decode_records(data)
+        except WALCorrupted:
+            os.close(self._fd)
+            raise
         self.torn_bytes_dropped = len(data) - good
         if self.torn_bytes_dropped:
             os.ftruncate(self._fd, good)
