@@ -39,8 +39,8 @@ def compute_order_hold(market: Market, is_buy: bool, price: PriceQuote, size_lot
     """(asset, atoms) a resting order of this side, price and size locks."""
     p = market.params
     if is_buy:
-        return p.quote_asset, Atoms(size_lots * (price + compute_fee_bound_per_lot(price, p.maker_fee_bps)))
-    return p.base_asset, Atoms(size_lots * p.lot_size)
+        return p.quote_asset, size_lots * (price + compute_fee_bound_per_lot(price, p.maker_fee_bps))
+    return p.base_asset, size_lots * p.lot_size
 
 
 def compute_placement_need(market: Market, is_buy: bool, price: PriceQuote, size_lots: SizeLots) -> tuple[int, Atoms]:
@@ -48,8 +48,8 @@ def compute_placement_need(market: Market, is_buy: bool, price: PriceQuote, size
     p = market.params
     if is_buy:
         worst_bps = max(p.maker_fee_bps, p.taker_fee_bps)
-        return p.quote_asset, Atoms(size_lots * (price + compute_fee_bound_per_lot(price, worst_bps)))
-    return p.base_asset, Atoms(size_lots * p.lot_size)
+        return p.quote_asset, size_lots * (price + compute_fee_bound_per_lot(price, worst_bps))
+    return p.base_asset, size_lots * p.lot_size
 
 
 def is_crossing(is_buy: bool, limit: PriceQuote, resting_price: PriceQuote) -> bool:
@@ -67,7 +67,7 @@ def compute_fillable(market: Market, owner: bytes, is_buy: bool, limit: PriceQuo
                 found += order.size_lots
                 if found >= size_lots:
                     return size_lots
-    return SizeLots(found)
+    return found
 
 
 def validate_order_params(market: Market | None, price: int, size_lots: int) -> ResultCode:
@@ -91,8 +91,8 @@ def settle_fill(state: State, market: Market, taker: Account, maker_order: Order
     price = maker_order.price
     notional = price * qty
     base_atoms = qty * p.lot_size
-    taker_fee = compute_fee(Atoms(notional), p.taker_fee_bps)
-    maker_fee = compute_fee(Atoms(notional), p.maker_fee_bps)
+    taker_fee = compute_fee(notional, p.taker_fee_bps)
+    maker_fee = compute_fee(notional, p.maker_fee_bps)
     hold_asset, held = compute_order_hold(market, maker_order.is_buy, price, qty)
     release(state, maker, hold_asset, held)
     if is_buy:
@@ -164,7 +164,7 @@ def match(
     if last_price:
         market.last_trade_price = last_price
         state.dirty_markets[market_id] = None
-    return SizeLots(filled)
+    return filled
 
 
 def execute_order(
@@ -235,7 +235,7 @@ def process_place_order(state: State, events: list, account: Account, action: Pl
     if code:
         return ActionResult(code)
     return execute_order(
-        state, events, market, account, action.is_buy, PriceQuote(action.price), SizeLots(action.size_lots),
+        state, events, market, account, action.is_buy, action.price, action.size_lots,
         action.time_in_force, action.client_id, action.expires_at_ms,
     )
 
@@ -249,7 +249,7 @@ def process_market_order(state: State, events: list, account: Account, action: M
     if code:
         return ActionResult(code)
     return execute_order(
-        state, events, market, account, action.is_buy, PriceQuote(action.worst_price), SizeLots(action.size_lots),
+        state, events, market, account, action.is_buy, action.worst_price, action.size_lots,
         TIF_IOC, action.client_id, 0,
     )
 
@@ -303,19 +303,19 @@ def process_modify(state: State, events: list, account: Account, action: Modify)
     if code:
         return ActionResult(code)
     if action.price == order.price and action.size_lots <= order.size_lots:
-        return modify_keeping_priority(state, events, market, account, order, SizeLots(action.size_lots))
+        return modify_keeping_priority(state, events, market, account, order, action.size_lots)
     asset, old_hold = compute_order_hold(market, order.is_buy, order.price, order.size_lots)
-    need_asset, need = compute_placement_need(market, order.is_buy, PriceQuote(action.price), SizeLots(action.size_lots))
+    need_asset, need = compute_placement_need(market, order.is_buy, action.price, action.size_lots)
     if account.get_available(need_asset) + old_hold < need:
         return ActionResult(R.INSUFFICIENT_BALANCE)
     best = market.book.opposite(order.is_buy).best_price()
-    if order.post_only and best is not None and is_crossing(order.is_buy, PriceQuote(action.price), best):
+    if order.post_only and best is not None and is_crossing(order.is_buy, action.price, best):
         return ActionResult(R.POST_ONLY_WOULD_CROSS)
     remove_order(state, order)
     release(state, account, asset, old_hold)
     events.append(OrderModified(order.order_id, order.market_id, account.address, action.price, action.size_lots, False))
     return execute_order(
-        state, events, market, account, order.is_buy, PriceQuote(action.price), SizeLots(action.size_lots),
+        state, events, market, account, order.is_buy, action.price, action.size_lots,
         TIF_ALO if order.post_only else TIF_GTC, order.client_id, order.expires_at_ms, order.order_id,
     )
 

@@ -46,7 +46,7 @@ class Account:
         self.cancel_all_at_ms: TimeMs = TimeMs(0)
 
     def get_available(self, asset: int) -> Atoms:
-        return Atoms(self.balances.get(asset, 0) - self.holds.get(asset, 0))
+        return self.balances.get(asset, 0) - self.holds.get(asset, 0)
 
 
 class Market:

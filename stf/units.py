@@ -1,6 +1,7 @@
 """Fixed-point units of the protocol, and the only rounding helpers the STF uses.
 
-Every quantity is a Python int in one of these units (NewType, so they cost nothing at run time):
+Every quantity is a Python int in one of these units. They are `NewType`s for the reader and the type checker;
+hot code annotates with them but does not call them (a call costs about 50 ns on CPython 3.11).
 
 | type         | meaning                                                   | scale                                  |
 |--------------|-----------------------------------------------------------|----------------------------------------|
@@ -44,24 +45,24 @@ def div_ceil(numerator: int, denominator: int) -> int:
 
 def compute_notional(price: PriceQuote, size_lots: SizeLots) -> Atoms:
     """Quote atoms exchanged for `size_lots` at `price`: exact, no rounding."""
-    return Atoms(price * size_lots)
+    return price * size_lots
 
 
 def compute_fee_charged(notional: Atoms, fee_bps: Bps) -> Atoms:
     """A fee the account pays, for fee_bps >= 0: notional * fee_bps over 10_000, rounded up."""
-    return Atoms(div_ceil(notional * fee_bps, BPS_DENOMINATOR))
+    return -((-notional * fee_bps) // BPS_DENOMINATOR)  # rounded up: notional, fee_bps >= 0
 
 
 def compute_rebate_paid(notional: Atoms, rebate_bps: Bps) -> Atoms:
     """A rebate the protocol pays, for rebate_bps >= 0: notional * rebate_bps over 10_000, rounded down."""
-    return Atoms(div_floor(notional * rebate_bps, BPS_DENOMINATOR))
+    return (notional * rebate_bps) // BPS_DENOMINATOR  # rounded down: notional, rebate_bps >= 0
 
 
 def compute_fee(notional: Atoms, fee_bps: Bps) -> Atoms:
     """Signed fee for a fill: positive is charged (rounded up), negative is a rebate paid (rounded down)."""
     if fee_bps >= 0:
-        return compute_fee_charged(notional, fee_bps)
-    return Atoms(-compute_rebate_paid(notional, Bps(-fee_bps)))
+        return -((-notional * fee_bps) // BPS_DENOMINATOR)  # charged, rounded up
+    return -((notional * -fee_bps) // BPS_DENOMINATOR)      # rebate paid, rounded down
 
 
 def compute_fee_bound_per_lot(price: PriceQuote, fee_bps: Bps) -> Atoms:
@@ -70,4 +71,4 @@ def compute_fee_bound_per_lot(price: PriceQuote, fee_bps: Bps) -> Atoms:
     A hold of `size_lots * (price + compute_fee_bound_per_lot(price, bps))` always covers the fills of that
     size in any split, because the sum of k rounded-up parts never exceeds k times the rounded-up whole per lot.
     """
-    return compute_fee_charged(Atoms(price), fee_bps) if fee_bps > 0 else Atoms(0)
+    return -((-price * fee_bps) // BPS_DENOMINATOR) if fee_bps > 0 else 0

@@ -606,7 +606,7 @@ def main() -> None:
     verified.update(verify_all(seed, flow.chain_id)[0])
     verify_per_s = verify_txs / verify_s
     single_verified = verify_all([b for b, _ in single], flow.chain_id)[0] if single else {}
-    memory_verified = verify_all([b for b, _ in memory], flow.chain_id)[0]
+    memory_verified = verify_all(memory, flow.chain_id)[0]
 
     freeze_state = args.gc == "freeze"
     main_run = run_apply(flow, seed, batched, verified, profile=args.profile, freeze_state=freeze_state)
