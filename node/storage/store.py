@@ -55,7 +55,7 @@ are unique on chain (the STF's nonce rule), a repeated hash would point at its l
 
 import hashlib
 import os
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from node.storage import schema
 from node.storage.kv import KeyValueStore, LevelDBKV, StorageError, WriteBatch
@@ -170,8 +170,8 @@ class ChainStore:
         return manifest
 
     def save_block(
-        self, height: int, block_wire: bytes, commit_wire: bytes, receipts_wire: bytes, tx_hashes: list[bytes],
-        state_entries_changed: list[tuple[bytes, bytes | None]], app_hash: bytes, block_hash: bytes | None = None,
+        self, height: int, block_wire: bytes, commit_wire: bytes, receipts_wire: bytes, tx_hashes: Sequence[bytes],
+        state_entries_changed: Iterable[tuple[bytes, bytes | None]], app_hash: bytes, block_hash: bytes | None = None,
     ) -> None:
         """Store block `height` and the state after it in one atomic batch (see the module docstring).
 
@@ -215,7 +215,7 @@ class ChainStore:
             for key, value in export_entries(state):
                 batch.put(schema.state_key(key), value)
 
-    def _check_block(self, height: int, block_wire: bytes, tx_hashes: list[bytes], latest: Meta) -> bytes:
+    def _check_block(self, height: int, block_wire: bytes, tx_hashes: Sequence[bytes], latest: Meta) -> bytes:
         try:
             block = decode_block(block_wire)
         except KabutoError as exc:
@@ -225,7 +225,7 @@ class ChainStore:
             raise InvalidBlockRecord(f"the block's header says height {header.height}, saved as {height}")
         if header.prev_hash != latest.block_hash or header.app_hash != latest.app_hash:
             raise InvalidBlockRecord(f"block {height} does not build on the stored block {latest.height}")
-        if [hashlib.sha256(tx).digest() for tx in block.txs] != tx_hashes:
+        if [hashlib.sha256(tx).digest() for tx in block.txs] != list(tx_hashes):
             raise InvalidBlockRecord(
                 f"the {len(tx_hashes)} transaction hashes given are not those of block {height}'s "
                 f"{len(block.txs)} transactions, in order")

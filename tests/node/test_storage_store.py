@@ -178,11 +178,14 @@ def test_load_state_at_genesis(store):
     assert store.load_state(PARAMS).merkle.root() == state.merkle.root()
 
 
-def test_save_block_with_given_hash_skips_decoding(store):
+def test_save_block_with_given_hash_or_sequences(store):
     state = start_chain(store)
     block, result = next_block(state)
     save(store, block, result, check=False)
     assert store.get_latest().block_hash == result.block_hash
+    block, result = next_block(state)  # tuples are as good as lists
+    store.save_block(2, block.to_wire(), b"", b"", tuple(hashlib.sha256(tx).digest() for tx in block.txs),
+                     tuple(result.entries), result.state_root)
     assert store.load_state(PARAMS).merkle.root() == result.state_root
 
 
