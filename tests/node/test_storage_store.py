@@ -327,9 +327,12 @@ def test_invalid_app_hash_writes_nothing(store):
     assert store.load_state(PARAMS).height == 0
 
 
-def test_invalid_load_state_empty(store):
-    with pytest.raises(StoreEmpty):
-        store.load_state(PARAMS)
+def test_invalid_reads_of_an_empty_store(store):
+    assert store.latest() is None and store.get_chain_id() is None
+    for call in (lambda: store.load_state(PARAMS), store.get_latest, lambda: store.save_snapshot(0),
+                 lambda: store.load_snapshot(PARAMS)):
+        with pytest.raises(StoreEmpty):
+            call()
 
 
 def test_invalid_load_state_other_chain(store):
