@@ -9,7 +9,8 @@ Wire format (LEN is a 4-byte unsigned big-endian length of what follows it)::
     HELLO    = LEN || msgpack [PROTOCOL_TAG: bin, chain_id: bin (ASCII), ephemeral_public: bin (32 bytes)]
                LEN <= 160; PROTOCOL_TAG = b"kabuto-p2p/1" (the version is part of the tag)
     AUTH     = the first frame (counter 0) of its direction in the frame format of node/p2p/frames.py,
-               message [0 (MSG_AUTH), [node_public_key: bin (32), signature: bin (64)]]
+               message [0 (MSG_AUTH), [node_public_key: bin (32), signature: bin (64)]]; LEN <= 256
+               (the session's larger frame limit applies only after AUTH has been verified)
 
 Key schedule (e_i, e_r: the initiator's and responder's ephemeral X25519 public keys)::
 
@@ -68,6 +69,7 @@ PROTOCOL_TAG = b"kabuto-p2p/1"
 KEY_INFO = PROTOCOL_TAG + b" session keys"
 AUTH_TAG = PROTOCOL_TAG + b" auth"
 MAX_HELLO_BYTES = 160
+MAX_AUTH_FRAME_BYTES = 256  # the sealed AUTH is 119 bytes; the session limit applies only once it is verified
 EPHEMERAL_BYTES = 32
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -186,7 +188,8 @@ class Handshake:
         self._expected_peer_id = expected_peer_id
         self._max_frame_size = max_frame_size
         self._replay_guard = replay_guard
-        secret = nacl.public.PrivateKey(ephemeral_secret) if ephemeral_secret else nacl.public.PrivateKey.generate()
+        secret = (nacl.public.PrivateKey.generate() if ephemeral_secret is None
+                  else nacl.public.PrivateKey(ephemeral_secret))
         self._ephemeral_secret = bytes(secret)
         self.ephemeral_public = bytes(secret.public_key)
         self._state = _State.AWAIT_HELLO
@@ -285,7 +288,7 @@ class Handshake:
         key_i2r, key_r2i = compute_session_keys(shared, self._transcript)
         send_key, recv_key = (key_i2r, key_r2i) if self.role is initiator else (key_r2i, key_i2r)
         self._encoder = FrameEncoder(send_key, max_frame_size=self._max_frame_size)
-        self._decoder = FrameDecoder(recv_key, max_frame_size=self._max_frame_size)
+        self._decoder = FrameDecoder(recv_key, max_frame_size=MAX_AUTH_FRAME_BYTES)
         self._state = _State.AWAIT_AUTH
         if self.role is Role.RESPONDER:
             self._outbox += encode_hello(self._chain, self.ephemeral_public)
@@ -319,5 +322,6 @@ class Handshake:
             raise UnexpectedPeer(f"dialed {self._expected_peer_id.hex()}, peer proved {peer_id.hex()}")
         if self.role is Role.INITIATOR:
             self._queue_auth()
+        self._decoder.max_frame_size = self._max_frame_size
         self._state = _State.COMPLETE
         self._result = HandshakeResult(peer_public_key, peer_id, self._encoder, self._decoder)

@@ -95,10 +95,10 @@ def test_application_frames_sent_with_auth_are_kept_for_the_session() -> None:
     initiator, responder = make_pair()
     responder.receive_data(initiator.data_to_send())
     initiator.receive_data(responder.data_to_send())
-    flight = initiator.data_to_send() + initiator.result.encoder.encode(9, b"early")
+    flight = initiator.data_to_send() + initiator.result.encoder.encode(9, b"early" * 100)
     responder.receive_data(flight)
     assert responder.is_complete
-    assert responder.result.decoder.next_message().payload == b"early"
+    assert responder.result.decoder.next_message().payload == b"early" * 100
 
 
 @settings(max_examples=60, deadline=None)
@@ -319,6 +319,19 @@ def test_invalid_auth_frame_not_msgpack() -> None:
         b"\xc1\xc1\xc1", (19).to_bytes(4, "big"), bytes(24), key_i2r)
     with pytest.raises(errors.MalformedHandshake, match="AUTH frame"):
         responder_awaiting_auth().receive_data((19).to_bytes(4, "big") + sealed)
+
+
+def test_invalid_oversize_auth_frame_rejected_before_buffering() -> None:
+    with pytest.raises(errors.MalformedHandshake, match="limit"):
+        responder_awaiting_auth().receive_data((257).to_bytes(4, "big"))
+
+
+def test_session_frame_limit_applies_after_auth() -> None:
+    initiator, responder = make_pair()
+    run_in_memory(initiator, responder)
+    big = initiator.result.encoder.encode(1, b"x" * 10_000)
+    responder.result.decoder.feed(big)
+    assert responder.result.decoder.next_message().payload == b"x" * 10_000
 
 
 def test_failed_handshake_stays_failed() -> None:
