@@ -15,9 +15,9 @@ import pytest
 
 from genesis import minimal_genesis, validate_genesis
 from stf import codec
-from stf.block import apply_block, make_block
+from stf.block import apply_block, decode_block, make_block
 from stf.crypto import PrivateKey, compute_address, compute_sign_bytes
-from stf.errors import BadSignature, MalformedAction, MalformedTransaction, ResultCode
+from stf.errors import BadSignature, InvalidBlock, MalformedAction, MalformedTransaction, ResultCode
 from stf.events import Trade, encode_event
 from stf.spot import compute_order_hold, compute_placement_need
 from stf.state import initialize_state
@@ -166,6 +166,42 @@ def execute_vector_transaction():
     ask = PlaceOrder(0, False, 1_000_000, 100, TIF_GTC, None, 0, False)
     apply_block(state, make_block(state, NONCE, [sign_transaction(SELLER, CHAIN_ID, NONCE - 1, [ask])]))
     return state, apply_block(state, make_block(state, NONCE + 1000, [VECTOR["wire"]]))
+
+
+def test_block_layout_of_section_7_1():
+    """§7.1: the 7-field header (app_hash = the root the block builds on), the block hash, the block bytes and the
+    transactions root of block 2 of the scenario, hand-assembled and compared with the code. The state root's
+    bytes come from the code (docs/STATE_ROOT.md); only their place in the header is checked here."""
+    buyer = PrivateKey(VECTOR["seed"])
+    balances = [(buyer.address.hex(), 0, 200_000_000), (SELLER.address.hex(), 1, 100_000)]
+    state = initialize_state(validate_genesis(minimal_genesis(chain_id=CHAIN_ID, balances=balances)))
+    genesis_root = state.merkle.root()
+    ask = PlaceOrder(0, False, 1_000_000, 100, TIF_GTC, None, 0, False)
+    block1 = make_block(state, NONCE, [sign_transaction(SELLER, CHAIN_ID, NONCE - 1, [ask])])
+    assert block1.header.app_hash == genesis_root
+    result1 = apply_block(state, block1)
+    block = make_block(state, NONCE + 1000, [VECTOR["wire"]])
+    txs_root = hashlib.sha256(b"\x00" + VECTOR["tx_hash"]).digest()
+    header = mp_array([
+        mp_bin(CHAIN_ID.encode("ascii")), mp_uint(2), mp_uint(NONCE + 1000), mp_bin(result1.block_hash),
+        mp_bin(result1.state_root), mp_bin(bytes(20)), mp_bin(txs_root),
+    ])
+    assert codec.encode(block.header.to_wire()) == header
+    wire = mp_array([header, mp_array([mp_bin(VECTOR["wire"])])])
+    assert block.to_wire() == wire
+    assert decode_block(wire) == block
+    result2 = apply_block(state, block)
+    assert result2.block_hash == hashlib.sha256(header).digest()
+
+
+def test_invalid_block_with_a_six_field_header():
+    """The header of protocol drafts without app_hash is not a block any more."""
+    header = mp_array([
+        mp_bin(CHAIN_ID.encode("ascii")), mp_uint(1), mp_uint(NONCE), mp_bin(bytes(32)), mp_bin(bytes(20)),
+        mp_bin(hashlib.sha256(b"\x00").digest()),
+    ])
+    with pytest.raises(InvalidBlock):
+        decode_block(mp_array([header, mp_array([])]))
 
 
 def test_executing_the_vector_gives_the_documented_receipt_and_trade():
