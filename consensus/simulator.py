@@ -131,6 +131,8 @@ class ScheduleResult:
     end_ms: int = 0
     max_round: int = 0
     evidence: int = 0
+    restarts: int = 0
+    torn_restarts: int = 0
     trace: list[str] = field(default_factory=list)
 
     @property
@@ -545,7 +547,10 @@ class Simulation:
             self._crash(inst, keep_all=True)  # the armed write never came: crash cleanly now
         app = inst.app
         height = app.height + 1
-        inst.wal = MemoryWAL(bytes(inst.wal.data))  # reopen: the torn tail is cut off
+        reopened = MemoryWAL(bytes(inst.wal.data))  # reopen: the torn tail is cut off
+        self.result.restarts += 1
+        self.result.torn_restarts += len(reopened.data) < len(inst.wal.data)
+        inst.wal = reopened
         self._trace(f"restart #{inst.ident} at height {height}")
         engine, actions = Engine.restore(self.config, inst.signer, height, app.valsets[height],
                                          app.valsets[height + 1], inst.wal, self.verifier, app.last_commit, self.now)
