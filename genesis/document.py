@@ -168,7 +168,7 @@ def validate_genesis(doc: Any) -> GenesisConfig:
 
 def load_genesis(text: str) -> GenesisConfig:
     try:
-        doc = json.loads(text, parse_float=_reject_float)
+        doc = json.loads(text, parse_float=_reject_float, object_pairs_hook=_reject_repeated_keys)
     except ValueError as exc:  # JSONDecodeError, and the interpreter's limit on huge integer literals
         raise InvalidGenesis(f"genesis: not valid JSON: {exc}") from None
     return validate_genesis(doc)
@@ -176,6 +176,14 @@ def load_genesis(text: str) -> GenesisConfig:
 
 def load_genesis_file(path: str | Path) -> GenesisConfig:
     return load_genesis(Path(path).read_text())
+
+
+def _reject_repeated_keys(pairs: list[tuple[str, Any]]) -> dict:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise InvalidGenesis(f"genesis: field {repeated[0]!r} appears more than once in one object")
+    return dict(pairs)
 
 
 def _reject_float(text: str) -> Any:

@@ -2,7 +2,7 @@
 
 `apply_block(state, block)` is a table of contents (STYLE §1):
 
-1. `validate_header`: chain id, height = previous + 1, time never decreasing, previous block hash, the app hash
+1. `validate_header` (before any signature is checked): chain id, height = previous + 1, time never decreasing, previous block hash, the app hash
    (the state root this block builds on, as in CometBFT's header) and the transactions root;
 2. `decode_block_transactions` decodes every transaction and checks its signature, except those the caller
    hands over already decoded and verified (`verified`, keyed by the exact wire bytes: a node verifies each
@@ -29,7 +29,7 @@ from stf.accounts import (
     process_approve_agent, process_faucet, process_revoke_agent, process_schedule_cancel, process_transfer,
     process_withdraw,
 )
-from stf.constants import ADDRESS_LEN, HASH_LEN, MAX_BLOCK_TXS
+from stf.constants import ADDRESS_LEN, HASH_LEN, MAX_BLOCK_BYTES, MAX_BLOCK_TXS
 from stf.errors import InvalidBlock, InvalidTransaction, KabutoError, ResultCode, Unauthorized
 from stf.events import REASON_EXPIRED, REASON_SCHEDULED_CANCEL, ScheduleEvent, encode_event
 from stf.nonces import compute_kept_nonces, validate_nonce
@@ -131,7 +131,7 @@ def make_block(state: State, time_ms: int, txs: list[bytes], proposer: bytes = b
     return Block(header, tuple(txs))
 
 
-def decode_block(wire: bytes, max_len: int = 64 << 20) -> Block:
+def decode_block(wire: bytes, max_len: int = MAX_BLOCK_BYTES) -> Block:
     """A block from its canonical bytes `[header, [tx, ...]]`; raises InvalidBlock on any malformation."""
     if type(wire) is not bytes:
         raise InvalidBlock("a block is a byte string")
@@ -254,6 +254,16 @@ def process_transaction(state: State, events: list, tx: Transaction) -> Receipt:
     return Receipt(tx.hash, tuple(PROCESSORS[type(action)](state, events, account, action) for action in tx.actions))
 
 
+def compute_tx_hashes(block: Block, verified: Mapping[bytes, Transaction]) -> list[bytes]:
+    hashes = []
+    for index, wire in enumerate(block.txs):
+        if type(wire) is not bytes:
+            raise InvalidBlock(f"transaction {index} is not a byte string")
+        tx = verified.get(wire)
+        hashes.append(tx.hash if tx is not None else hashlib.sha256(wire).digest())
+    return hashes
+
+
 def decode_block_transactions(
     chain_id: str, block: Block, verified: Mapping[bytes, Transaction],
 ) -> list[Transaction]:
@@ -266,8 +276,8 @@ def decode_block_transactions(
                 tx = decode_transaction(wire)
                 validate_signature(tx, chain_id)
             except InvalidTransaction as exc:
-                tx_hash = hashlib.sha256(wire).hexdigest() if type(wire) is bytes else "?"
-                raise InvalidBlock(f"transaction {index} ({tx_hash}): {exc.code}: {exc}") from exc
+                raise InvalidBlock(
+                    f"transaction {index} ({hashlib.sha256(wire).hexdigest()}): {exc.code}: {exc}") from exc
         txs.append(tx)
     return txs
 
@@ -279,8 +289,10 @@ def apply_block(state: State, block: Block, verified: Mapping[bytes, Transaction
     those bytes (the node's mempool does this once per transaction); anything else is decoded and checked here.
     """
     header = block.header
-    txs = decode_block_transactions(state.params.chain_id, block, verified or {})
-    validate_header(state, header, [tx.hash for tx in txs])
+    verified = verified or {}
+    # The header first: it is cheap, and a block with a bad header must not cost a signature check per tx.
+    validate_header(state, header, compute_tx_hashes(block, verified))
+    txs = decode_block_transactions(state.params.chain_id, block, verified)
     ordered = compute_execution_order(txs)
     kept_by_signer = validate_transactions(state, header, ordered)
 

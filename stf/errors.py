@@ -90,7 +90,7 @@ class ResultCode(IntEnum):
     UNAUTHORIZED = 1
     UNKNOWN_ASSET = 2
     INSUFFICIENT_BALANCE = 3
-    INVALID_AMOUNT = 4  # zero, or a mint that would take an asset's supply past 2^64-1
+    INVALID_AMOUNT = 4  # a faucet mint above faucet_max_atoms or past an asset's supply cap of 2^64-1
     UNKNOWN_MARKET = 5
     MARKET_HALTED = 6
     INVALID_PRICE = 7

@@ -468,3 +468,16 @@ def test_value_is_conserved_by_trades_fees_and_rebates():
         total = sum(account.balances.get(asset, 0) for account in c.state.accounts.values())
         assert total == c.state.supply[asset], asset
     assert c.balance(bytes.fromhex("fee0" * 10), USD) > 0
+
+
+def test_invalid_header_is_refused_before_any_signature_is_checked():
+    """A block with a bad header costs no signature verification: the header error wins over a bad signature."""
+    c = Chain()
+    good = next_block(c, tamper(pay(c, 1, 2, 7)))
+    wrong_height = Block(BlockHeader(**{**_header_fields(good.header), "height": good.header.height + 5}), good.txs)
+    e = assert_rejected(c, wrong_height)
+    assert "height" in str(e) and e.__cause__ is None
+
+
+def _header_fields(header: BlockHeader) -> dict:
+    return {name: getattr(header, name) for name in header.__slots__}

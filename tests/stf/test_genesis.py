@@ -398,3 +398,11 @@ def test_validate_does_not_mutate_the_document():
     copy_before = copy.deepcopy(doc)
     validate_genesis(doc)
     assert doc == copy_before
+
+
+def test_invalid_repeated_json_key():
+    text = json.dumps(base_doc())
+    text = text.replace('"chain_id": "kabuto-test"', '"chain_id": "kabuto-test", "chain_id": "kabuto-other"', 1)
+    with pytest.raises(InvalidGenesis) as info:
+        load_genesis(text)
+    assert "'chain_id' appears more than once" in str(info.value)
