@@ -20,7 +20,8 @@ Contract:
   order; the receive queue is bounded (`recv_queue_max_messages`), and a full queue stops reading from the socket
   (TCP back-pressure reaches the sender). A `FrameError` from an authenticated peer (bad length, bad MAC,
   malformed msgpack, a second AUTH) aborts the connection and bans the peer's node id for `ban_seconds`.
-- `close()` is graceful: sends already queued are flushed (within `close_timeout_s`), then the socket is closed.
+- `close()` is graceful: sends already queued are flushed (within `close_timeout_s`), then the socket is closed;
+  messages already in the receive queue can still be iterated, anything not yet read from the socket is dropped.
   Errors abort (RST). `disconnect(detail, ban=True)` is for the layers above: a message that decodes but is
   invalid (a bad signature, a consensus message from a non-validator that should know better) bans the peer.
   `close_reason` says why a peer closed; `closed` is set once the socket is closed and iteration has ended.

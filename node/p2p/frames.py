@@ -116,7 +116,7 @@ class FrameEncoder:
 class FrameDecoder:
     """Reassembles and opens incoming frames of one direction of one session from arbitrary chunks."""
 
-    __slots__ = ("_key", "counter", "max_frame_size", "_buffer", "_error")
+    __slots__ = ("_key", "counter", "max_frame_size", "_buffer", "_start", "_error")
 
     def __init__(self, key: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, counter: int = 0) -> None:
         _validate_key(key)
@@ -124,15 +124,19 @@ class FrameDecoder:
         self.counter = counter
         self.max_frame_size = max_frame_size
         self._buffer = bytearray()
+        self._start = 0  # bytes before it are consumed; compacted on feed, not per frame
         self._error: FrameError | None = None
 
     @property
     def buffered_bytes(self) -> int:
-        return len(self._buffer)
+        return len(self._buffer) - self._start
 
     def feed(self, data: bytes) -> None:
         if self._error is not None:
             raise self._error
+        if self._start:
+            del self._buffer[:self._start]
+            self._start = 0
         self._buffer += data
 
     def next_message(self) -> Message | None:
@@ -146,21 +150,22 @@ class FrameDecoder:
             raise
 
     def _next_message(self) -> Message | None:
-        if len(self._buffer) < LENGTH_BYTES:
+        start, buffer = self._start, self._buffer
+        if len(buffer) - start < LENGTH_BYTES:
             return None
-        sealed_len = int.from_bytes(self._buffer[:LENGTH_BYTES], "big")
+        header = bytes(buffer[start:start + LENGTH_BYTES])
+        sealed_len = int.from_bytes(header, "big")
         if sealed_len > self.max_frame_size:
             raise FrameTooLarge(f"frame announces {sealed_len} bytes, the limit is {self.max_frame_size}")
         if sealed_len < MIN_SEALED_BYTES:
             raise MalformedFrame(f"frame announces {sealed_len} bytes, the minimum is {MIN_SEALED_BYTES}")
-        end = LENGTH_BYTES + sealed_len
-        if len(self._buffer) < end:
+        end = start + LENGTH_BYTES + sealed_len
+        if len(buffer) < end:
             return None
         if self.counter >= COUNTER_LIMIT:
             raise CounterExhausted("receive counter exhausted; reconnect to get fresh keys")
-        header = bytes(self._buffer[:LENGTH_BYTES])
-        sealed = bytes(self._buffer[LENGTH_BYTES:end])
-        del self._buffer[:end]
+        sealed = bytes(buffer[start + LENGTH_BYTES:end])
+        self._start = end
         try:
             plaintext = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
                 sealed, header, compute_nonce(self.counter), self._key)

@@ -188,6 +188,33 @@ def test_full_send_queue_drops_the_slow_peer() -> None:
     run(test)
 
 
+def test_full_receive_queue_pauses_reading_without_losing_messages() -> None:
+    async def test() -> None:
+        config = dataclasses.replace(CONFIG, recv_queue_max_messages=3)
+        start_reading, registered, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        got: list[Message] = []
+
+        async def lazy(peer: Peer) -> None:
+            registered.set()
+            await start_reading.wait()
+            got.extend([m async for m in peer])
+            finished.set()
+
+        async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=lazy, config=config) as server:
+            async with connect(server.port) as peer:
+                for i in range(50):
+                    assert peer.send(1, i)
+                await registered.wait()
+                (inbound,) = server.peers.values()
+                while inbound._inbox.qsize() < 3:  # a yield, not a timed wait: until the reader fills the queue
+                    await asyncio.sleep(0)
+                assert inbound._inbox.qsize() == 3 and not inbound.is_closing
+                start_reading.set()
+            await finished.wait()
+        assert [m.payload for m in got] == list(range(50))
+    run(test)
+
+
 def test_send_queue_bound_never_blocks_the_caller() -> None:
     async def test() -> None:
         config = dataclasses.replace(CONFIG, send_queue_max_messages=4)
