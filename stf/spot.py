@@ -260,20 +260,21 @@ def find_own_order(state: State, account: Account, market_id: int, order: Order 
     return order
 
 
-def process_cancel(state: State, events: list, account: Account, action: Cancel) -> ActionResult:
-    order = find_own_order(state, account, action.market, account.orders.get(action.order_id))
+def cancel_own_order(state: State, events: list, account: Account, market_id: int, order: Order | None) -> ActionResult:
+    """Cancel `order` if it is the account's and in `market_id`; otherwise UNKNOWN_ORDER, with no trace."""
+    order = find_own_order(state, account, market_id, order)
     if order is None:
         return ActionResult(R.UNKNOWN_ORDER)
     expire_resting(state, events, state.markets[order.market_id], order, REASON_CANCELLED)
     return ActionResult(R.OK, order.order_id)
+
+
+def process_cancel(state: State, events: list, account: Account, action: Cancel) -> ActionResult:
+    return cancel_own_order(state, events, account, action.market, account.orders.get(action.order_id))
 
 
 def process_cancel_by_client_id(state: State, events: list, account: Account, action: CancelByClientId) -> ActionResult:
-    order = find_own_order(state, account, action.market, account.client_ids.get(action.client_id))
-    if order is None:
-        return ActionResult(R.UNKNOWN_ORDER)
-    expire_resting(state, events, state.markets[order.market_id], order, REASON_CANCELLED)
-    return ActionResult(R.OK, order.order_id)
+    return cancel_own_order(state, events, account, action.market, account.client_ids.get(action.client_id))
 
 
 def cancel_all_orders(state: State, events: list, account: Account, market_id: int | None, reason: int) -> int:

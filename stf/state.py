@@ -109,14 +109,21 @@ def allocate_seq(state: State) -> int:
 
 # --- balance mutators ----------------------------------------------------------------------------------------
 
+def _adjust(amounts: dict[int, int], asset: int, delta: int) -> int:
+    """Add `delta` to amounts[asset], dropping the key at zero so an entry's encoding depends only on its
+    logical contents, never on its history; returns the new amount."""
+    new = amounts.get(asset, 0) + delta
+    if new:
+        amounts[asset] = new
+    else:
+        del amounts[asset]
+    return new
+
+
 def credit(state: State, account: Account, asset: int, amount: int) -> None:
     if amount:
-        new = account.balances.get(asset, 0) + amount
+        new = _adjust(account.balances, asset, amount)
         assert new >= 0, "credit left a negative balance"
-        if new:
-            account.balances[asset] = new
-        else:
-            del account.balances[asset]
         state.dirty_accounts[account.address] = None
 
 
@@ -127,12 +134,8 @@ def debit(state: State, account: Account, asset: int, amount: int) -> None:
 
 def hold(state: State, account: Account, asset: int, amount: int) -> None:
     if amount:
-        new = account.holds.get(asset, 0) + amount
+        new = _adjust(account.holds, asset, amount)
         assert 0 <= new <= account.balances.get(asset, 0), "hold outside [0, balance]"
-        if new:
-            account.holds[asset] = new
-        else:
-            del account.holds[asset]
         state.dirty_accounts[account.address] = None
 
 
