@@ -573,7 +573,8 @@ class Engine:
             elif kind == RECORD_EVENT and isinstance(item, Committed) and item.height == height - 1:
                 start = i + 1
         engine._replaying = True
-        actions = engine.start(records[start][1] if start < len(records) else now_ms)
+        first_now = next((r[1] for r in records[start:] if r[0] == RECORD_EVENT), now_ms)
+        actions = engine.start(first_now)
         for kind, record_now, item in records[start:]:
             if kind == RECORD_EVENT:
                 try:

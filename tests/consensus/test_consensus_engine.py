@@ -6,6 +6,7 @@ from consensus.commit import verify_certificate
 from consensus.engine import Engine
 from consensus.errors import (
     FutureHeight,
+    SimulatedCrash,
     InvalidSignature,
     MalformedMessage,
     StaleHeight,
@@ -73,7 +74,8 @@ def test_non_proposer_starts_round_0_with_a_propose_timeout_only():
 
 
 def test_proposer_asks_for_a_value_then_proposes_and_prevotes_it():
-    h = Harness(me=[i for i, s in enumerate(Harness().signers) if s.address == Harness().proposer(0).address][0])
+    probe = Harness()
+    h = Harness(me=probe.signers.index(probe.proposer(0)))
     assert any(isinstance(a, RequestProposal) and (a.height, a.round) == (1, 0) for a in h.actions)
     out = h.feed(ProposalValueReady(1, 0, VALUE))
     proposals = [a.message for a in out if isinstance(a, Broadcast) and isinstance(a.message, Proposal)]
@@ -314,9 +316,10 @@ def test_invalid_vote_unknown_validator():
 
 def test_invalid_vote_stale_height():
     h = Harness()
-    h.engine.height = 2  # as if height 1 were decided
+    decide_height_1(h)
+    h.feed(Committed(1))
     with pytest.raises(StaleHeight):
-        h.feed(VoteReceived(prevote(h.others[0], 1, 0, V)))
+        h.feed(VoteReceived(prevote(h.others[2], 1, 0, V)))
 
 
 def test_invalid_vote_far_future_height():
@@ -513,3 +516,40 @@ def test_restart_at_next_height_replays_from_the_marker():
     engine, _ = Engine.restore(h.config, h.me, 2, h.engine.validators, h.engine.next_validators,
                                MemoryWAL(bytes(h.wal.data)))
     assert engine.height == 2 and h.others[0].address in engine.prevotes[0].votes
+
+
+def _crash_while_signing_prevote(h: Harness) -> bytes:
+    h.feed(ProposalReceived(signed_proposal(h.proposer(0), 1, 0, VALUE)))
+    [request] = [a for a in h.actions if type(a).__name__ == "ValidateValue"]
+    h.wal.arm_crash(writes=2, keep=20)  # write 1: the ValueValidated input, write 2: the own prevote (torn)
+    with pytest.raises(SimulatedCrash):
+        h.feed(ValueValidated(1, request.value_hash, True))
+    return request.value_hash
+
+
+def test_crash_mid_write_of_own_vote_then_replay_signs_the_same_vote():
+    h = Harness()
+    _crash_while_signing_prevote(h)
+    engine, actions = restore(h, MemoryWAL(bytes(h.wal.data)))  # the input record survived, the vote is torn
+    assert [v.value_hash for v in own_votes(actions, PREVOTE)] == [V]
+    assert engine.double_sign_refusals == 0
+
+
+def test_crash_mid_write_losing_the_input_leaves_no_signature():
+    h = Harness()
+    value_hash = _crash_while_signing_prevote(h)
+    h.wal.crash(keep_unflushed=0)  # the unflushed inputs (proposal, verdict) are lost with the torn vote
+    engine, actions = restore(h, MemoryWAL(bytes(h.wal.data)))
+    assert own_votes(actions, PREVOTE) == [] and engine.step == STEP_PROPOSE and engine._own_signed == {}
+    engine.handle(ProposalReceived(signed_proposal(h.proposer(0), 1, 0, VALUE)), 50)
+    out = engine.handle(ValueValidated(1, value_hash, True), 51)
+    assert [v.value_hash for v in own_votes(out, PREVOTE)] == [V]
+
+
+def test_restore_is_idempotent():
+    h = Harness()
+    lock_on_value_in_round_0(h)
+    data = bytes(h.wal.data)
+    first, a1 = restore(h, MemoryWAL(data))
+    second, a2 = restore(h, MemoryWAL(data))
+    assert a1 == a2 and (first.round, first.step, first.locked_round) == (second.round, second.step, second.locked_round)
