@@ -26,8 +26,9 @@ Thresholds are integer: a quorum is more than 2/3 of the height's total power, a
 Messages: the first proposal from the round's proposer is kept (a second, different one is ignored); a conflicting
 second vote of a validator for a (round, type) becomes `DuplicateVoteEvidence` (reported once) and, as in the
 paper, still counts toward its own value (see `consensus.votes`). Messages for height + 1 are verified and
-buffered (at most `max_future_messages`) and applied when that height starts; older heights raise `StaleHeight`, further ones `FutureHeight`. Invalid input raises the
-typed errors in `consensus.errors` before any state changes.
+buffered (at most `max_future_messages`) and applied when that height starts; older heights raise
+`StaleHeight`, further ones `FutureHeight`. Invalid input raises the typed errors in `consensus.errors` before
+any state changes.
 
 WAL and the double-sign guard: each accepted input is appended (no flush) before it is applied; each own
 proposal and vote is appended and flushed before its `Broadcast` is returned; `Committed` is flushed and is the

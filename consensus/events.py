@@ -83,7 +83,9 @@ class CommitReceived:
     certificate: CommitCertificate
 
 
-Event = ProposalReceived | VoteReceived | TimeoutFired | ProposalValueReady | ValueValidated | Committed | CommitReceived
+Event = (
+    ProposalReceived | VoteReceived | TimeoutFired | ProposalValueReady | ValueValidated | Committed | CommitReceived
+)
 
 
 @dataclass(frozen=True, slots=True)

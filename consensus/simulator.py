@@ -19,8 +19,9 @@ Contract
   values and proposes invalid values) and `double` (every vote is followed by a conflicting vote to everyone).
 - Properties checked on every schedule: agreement and validity of honest decisions; every honest decision has a
   certificate that verifies; no honest validator signs two different messages for one (height, round, step),
-  across crashes; evidence only ever names a faulty validator; liveness: every honest validator commits
-  `heights` heights before `gst_ms + liveness_budget_ms`. These hold when the faulty power is below 1/3.
+  across crashes (every broadcast, plus every signed record left in its WAL); evidence only ever names a faulty
+  validator; liveness: every honest validator commits `heights` heights before `gst_ms + liveness_budget_ms`.
+  These hold when the faulty power is below 1/3.
 - `trace=True` records one line per delivery and action; a failing seed can be replayed with the command in
   `ScheduleResult.replay_command`.
 
@@ -38,6 +39,7 @@ from consensus.commit import verify_certificate
 from consensus.engine import Engine, EngineConfig, TimeoutConfig
 from consensus.errors import ConsensusError, FutureHeight, SimulatedCrash
 from consensus.events import (
+    RECORD_SIGNED,
     Broadcast,
     Commit,
     Committed,
@@ -51,6 +53,7 @@ from consensus.events import (
     ValidateValue,
     ValueValidated,
     VoteReceived,
+    decode_wal_record,
 )
 from consensus.messages import CachingVerifier, Proposal, Signer, Vote, compute_address, compute_value_hash
 from consensus.validators import ValidatorSet, ValidatorUpdate
@@ -333,7 +336,8 @@ class Simulation:
             self._push(p.end_ms, _HEAL)
         self._push(s.gst_ms, _HEAL)
         for inst in self.instances:
-            inst.engine = Engine(self.config, inst.signer, 1, self.genesis, inst.app.valsets[2], inst.wal, self.verifier)
+            inst.engine = Engine(self.config, inst.signer, 1, self.genesis, inst.app.valsets[2], inst.wal,
+                                 self.verifier)
             self._run_engine(inst, lambda e: e.start(self.now))
         deadline = s.gst_ms + s.liveness_budget_ms
         while self.queue and not self._all_done():
@@ -600,8 +604,17 @@ class Simulation:
         if inst.honest and action.evidence.validator not in self.byzantine_addresses:
             self.result.safety_violations.append(f"evidence against an honest validator at {action.evidence.height}")
 
+    def _check_wal_signatures(self, inst: Instance) -> None:
+        """Signed-but-unsent messages count too: scan the validator's WAL for own signatures."""
+        for payload in inst.wal.records():
+            kind, _, item = decode_wal_record(payload)
+            if kind == RECORD_SIGNED:
+                self._check_own_signature(inst, item)
+
     def _finish(self) -> None:
         honest = [inst for inst in self.instances if inst.honest]
+        for inst in honest:
+            self._check_wal_signatures(inst)
         self.result.end_ms = self.now
         self.result.heights_committed = min((inst.app.height for inst in honest), default=0)
         if honest and self.result.heights_committed < self.s.heights:

@@ -87,7 +87,9 @@ class ValidatorSet:
         return len(self.validators)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ValidatorSet) and (self.validators, self.proposer) == (other.validators, other.proposer)
+        if not isinstance(other, ValidatorSet):
+            return False
+        return (self.validators, self.proposer) == (other.validators, other.proposer)
 
     def __hash__(self) -> int:
         return hash(self.validators)

@@ -75,7 +75,8 @@ def run(n: int, heights: int, real_signatures: bool) -> tuple[float, int]:
         i, action = inbox.popleft()
         engine = engines[i]
         if isinstance(action, Broadcast):
-            event = ProposalReceived(action.message) if isinstance(action.message, Proposal) else VoteReceived(action.message)
+            message = action.message
+            event = ProposalReceived(message) if isinstance(message, Proposal) else VoteReceived(message)
             for j, other in enumerate(engines):
                 if j != i and other.height <= heights:
                     delivered += 1

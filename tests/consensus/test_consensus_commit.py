@@ -181,6 +181,7 @@ def test_invalid_evidence_unknown_validator():
 
 
 def test_evidence_for_precommits_too():
-    ev = make_duplicate_vote_evidence(signed_vote(SIGNERS[2], PRECOMMIT, 9, 4, V), signed_vote(SIGNERS[2], PRECOMMIT, 9, 4, W))
+    ev = make_duplicate_vote_evidence(signed_vote(SIGNERS[2], PRECOMMIT, 9, 4, V),
+                                      signed_vote(SIGNERS[2], PRECOMMIT, 9, 4, W))
     assert verify_evidence(ev, VALSET, CHAIN) == SIGNERS[2].address
     assert ev.height == 9 and ev.vote_a.vote_type == PRECOMMIT != PREVOTE

@@ -18,7 +18,6 @@ from consensus.events import (
     STEP_PREVOTE,
     STEP_PROPOSE,
     Broadcast,
-    Commit,
     CommitReceived,
     ReportEvidence,
     ScheduleTimeout,
@@ -552,4 +551,5 @@ def test_restore_is_idempotent():
     data = bytes(h.wal.data)
     first, a1 = restore(h, MemoryWAL(data))
     second, a2 = restore(h, MemoryWAL(data))
-    assert a1 == a2 and (first.round, first.step, first.locked_round) == (second.round, second.step, second.locked_round)
+    assert a1 == a2
+    assert (first.round, first.step, first.locked_round) == (second.round, second.step, second.locked_round)

@@ -1,5 +1,7 @@
 """Spec vectors for message sign bytes, signing, field validation and the codec."""
 
+import hashlib
+
 import msgpack
 import pytest
 
@@ -21,8 +23,6 @@ from consensus.messages import (
     validate_vote_fields,
 )
 from consensus_helpers import CHAIN, make_signers, signed_proposal, signed_vote
-
-import hashlib
 
 SIGNER = make_signers(1)[0]
 VALUE_HASH = compute_value_hash(b"block")
