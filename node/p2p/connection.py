@@ -19,7 +19,9 @@ Contract:
   slow peer cannot hold memory or stall the caller. `async for message in peer` yields received `Message`s in
   order; the receive queue is bounded (`recv_queue_max_messages`), and a full queue stops reading from the socket
   (TCP back-pressure reaches the sender). A `FrameError` from an authenticated peer (bad length, bad MAC,
-  malformed msgpack, a second AUTH) aborts the connection and bans the peer's node id for `ban_seconds`.
+  malformed msgpack, a second AUTH, a reserved transport type) aborts the connection and bans the peer's node id
+  for `ban_seconds`. Keepalive: a PING every `ping_interval_s`, answered by a PONG; a peer from which no byte
+  arrived for `idle_timeout_s` is dropped (reason `idle_timeout`), which finds half-open TCP connections.
 - `close()` is graceful: sends already queued are flushed (within `close_timeout_s`), then the socket is closed;
   messages already in the receive queue can still be iterated, anything not yet read from the socket is dropped.
   Errors abort (RST). `disconnect(detail, ban=True)` is for the layers above: a message that decodes but is
@@ -40,7 +42,7 @@ from node.p2p.bans import BanList
 from node.p2p.errors import (
     CounterExhausted, FrameError, HandshakeTimeout, P2PError, PeerRefused, UnexpectedMessage,
 )
-from node.p2p.frames import DEFAULT_MAX_FRAME_SIZE, MSG_AUTH, Message
+from node.p2p.frames import DEFAULT_MAX_FRAME_SIZE, FIRST_APPLICATION_TYPE, MSG_PING, MSG_PONG, Message
 from node.p2p.handshake import Handshake, HandshakeResult, ReplayGuard, Role, encode_chain_id
 from stf.crypto import PrivateKey
 
@@ -53,6 +55,7 @@ CLOSE_PROTOCOL_ERROR = "protocol_error"
 CLOSE_MISBEHAVIOR = "misbehavior"
 CLOSE_IO_ERROR = "io_error"
 CLOSE_CANCELLED = "cancelled"
+CLOSE_IDLE = "idle_timeout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,8 @@ class ConnectionConfig:
     ban_seconds: float = 600.0
     read_chunk_bytes: int = 1 << 16
     max_inbound: int = 128
+    ping_interval_s: float = 15.0
+    idle_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,9 @@ class Peer:
         self._abort_transport = False
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._inbox_space = asyncio.Semaphore(config.recv_queue_max_messages)
+        self._loop = asyncio.get_running_loop()
+        self._last_received = self._loop.time()
+        self.pongs_received = 0
 
     def __repr__(self) -> str:
         return f"<Peer {self.node_id.hex()[:12]} {'out' if self.outbound else 'in'} {self.remote_address}>"
@@ -174,12 +182,14 @@ class Peer:
             async with asyncio.TaskGroup() as tg:
                 read_task = tg.create_task(self._read_loop())
                 write_task = tg.create_task(self._write_loop())
+                keepalive_task = tg.create_task(self._keepalive_loop())
                 await self._close_requested.wait()
                 if self._graceful:
                     _, pending = await asyncio.wait({write_task}, timeout=self.config.close_timeout_s)
                     self._abort_transport = bool(pending)  # the peer would not take what was queued
                 read_task.cancel()
                 write_task.cancel()
+                keepalive_task.cancel()
         finally:
             try:
                 if self.close_reason is not None:
@@ -216,14 +226,16 @@ class Peer:
         try:
             while True:
                 while (message := self._decoder.next_message()) is not None:
-                    if message.type == MSG_AUTH:
-                        raise UnexpectedMessage("AUTH after the handshake")
+                    if message.type < FIRST_APPLICATION_TYPE:
+                        self._receive_transport_message(message)
+                        continue
                     await self._inbox_space.acquire()
                     self._inbox.put_nowait(message)
                 data = await self._reader.read(self.config.read_chunk_bytes)
                 if not data:
                     self._request_close(CloseReason(CLOSE_REMOTE, "peer closed the connection"), abort=False)
                     return
+                self._last_received = self._loop.time()
                 self._decoder.feed(data)
         except FrameError as exc:
             detail = f"{exc.code}: {exc}"
@@ -232,6 +244,24 @@ class Peer:
             self._request_close(CloseReason(CLOSE_PROTOCOL_ERROR, detail), abort=True)
         except OSError as exc:
             self._request_close(CloseReason(CLOSE_IO_ERROR, f"read: {exc!r}"), abort=True)
+
+    def _receive_transport_message(self, message: Message) -> None:
+        if message.type == MSG_PING and message.payload is None:
+            self.send(MSG_PONG, None)
+        elif message.type == MSG_PONG and message.payload is None:
+            self.pongs_received += 1
+        else:
+            raise UnexpectedMessage(f"transport message type {message.type} is not allowed here")
+
+    async def _keepalive_loop(self) -> None:
+        """Ping every `ping_interval_s`; drop a peer from which nothing arrived for `idle_timeout_s`."""
+        while True:
+            await asyncio.sleep(self.config.ping_interval_s)
+            idle_s = self._loop.time() - self._last_received
+            if idle_s >= self.config.idle_timeout_s:
+                self._request_close(CloseReason(CLOSE_IDLE, f"nothing received for {idle_s:.1f} s"), abort=True)
+                return
+            self.send(MSG_PING, None)
 
     async def _write_loop(self) -> None:
         try:
@@ -346,8 +376,12 @@ class Server:
             self.refused += 1
             writer.transport.abort()
             return
+        try:
+            task = self._tg.create_task(self._handle(reader, writer))
+        except RuntimeError:  # accepted just as the server's TaskGroup is shutting down
+            writer.transport.abort()
+            return
         self._sockets += 1
-        task = self._tg.create_task(self._handle(reader, writer))
         self._handshaking.add(task)
         task.add_done_callback(lambda _: self._on_handled(task, writer))
 
@@ -402,7 +436,7 @@ class Server:
             peer.finish()
 
     def _shutdown(self) -> None:
-        for task in self._handshaking:
+        for task in list(self._handshaking):
             task.cancel()
         for peer in list(self.peers.values()):
             peer.close("server shutting down")

@@ -8,8 +8,10 @@ Wire format (after the handshake, node/p2p/handshake.py, has derived one key per
                  (libsodium crypto_aead_xchacha20poly1305_ietf: ciphertext followed by a 16-byte tag)
     NONCE      = 16 zero bytes || 8-byte unsigned big-endian frame counter          (24 bytes)
     PLAINTEXT  = msgpack array [type, payload]   (exactly one object, no trailing bytes)
-    type       = unsigned integer 0..65535; 0 (MSG_AUTH) is the handshake's authentication message and is
-                 never valid afterwards; other types belong to the layers above (node/p2p/gossip.py)
+    type       = unsigned integer 0..65535. Types 0..15 belong to the transport: 0 MSG_AUTH (the handshake's
+                 authentication, never valid afterwards), 1 MSG_PING and 2 MSG_PONG (payload nil; keepalive,
+                 answered and consumed by the connection layer), 3..15 reserved (a protocol error). Types 16 and
+                 up belong to the layers above (node/p2p/gossip.py).
     payload    = any msgpack value without ext types; maps have str or bin keys
 
 Invariants:
@@ -46,6 +48,9 @@ MIN_SEALED_BYTES = TAG_BYTES + 3
 COUNTER_LIMIT = 2**64 - 1  # first counter value that is never used
 MAX_MESSAGE_TYPE = 0xFFFF
 MSG_AUTH = 0
+MSG_PING = 1
+MSG_PONG = 2
+FIRST_APPLICATION_TYPE = 16
 DEFAULT_MAX_FRAME_SIZE = 1 << 20
 
 

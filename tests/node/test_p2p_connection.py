@@ -14,7 +14,7 @@ import pytest
 from node.p2p import errors
 from node.p2p.bans import BanList
 from node.p2p.connection import ConnectionConfig, Peer, open_connection, run_handshake, serve
-from node.p2p.frames import MSG_AUTH, Message
+from node.p2p.frames import FIRST_APPLICATION_TYPE, MSG_AUTH, MSG_PING, Message
 from node.p2p.handshake import Handshake, HandshakeResult, Role
 from stf.crypto import PrivateKey
 
@@ -24,6 +24,7 @@ GOOD = PrivateKey(b"\x20" * 32)
 BAD = PrivateKey(b"\x30" * 32)
 CONFIG = ConnectionConfig(handshake_timeout_s=5.0, close_timeout_s=2.0, ban_seconds=60.0)
 HOST = "127.0.0.1"
+PING_APP, PONG_APP = FIRST_APPLICATION_TYPE, FIRST_APPLICATION_TYPE + 1  # EchoApp answers type t with t + 1
 
 
 class FakeClock:
@@ -85,7 +86,7 @@ def test_handshake_and_messages_both_ways_in_order() -> None:
         async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=app.on_peer, config=CONFIG) as server:
             async with connect(server.port) as peer:
                 assert peer.node_id == SERVER_KEY.address and peer.outbound
-                sent = [Message(1 + i % 7, [i, b"x" * (i * 37 % 3000)]) for i in range(300)]
+                sent = [Message(PING_APP + i % 7, [i, b"x" * (i * 37 % 3000)]) for i in range(300)]
                 for message in sent:
                     assert peer.send(message.type, message.payload)
                 replies = [await anext(peer) for _ in sent]
@@ -103,9 +104,9 @@ def test_graceful_close_flushes_queued_messages() -> None:
         async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=app.on_peer, config=CONFIG) as server:
             async with connect(server.port) as peer:
                 for i in range(100):
-                    peer.send(5, i)
+                    peer.send(PING_APP, i)
             assert peer.close_reason.code == "local" and peer.closed.is_set()
-            assert not peer.send(5, "after close")
+            assert not peer.send(PING_APP, "after close")
             await app.done[GOOD.address].wait()
             assert [m.payload for m in app.received[GOOD.address]] == list(range(100))
             assert app.reasons[GOOD.address].code == "remote_closed"
@@ -120,8 +121,8 @@ def test_garbage_after_handshake_is_banned_while_server_keeps_serving() -> None:
         async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=app.on_peer, config=CONFIG,
                          bans=bans) as server:
             async with connect(server.port) as good:
-                good.send(1, b"before")
-                assert await anext(good) == Message(2, b"before")
+                good.send(PING_APP, b"before")
+                assert await anext(good) == Message(PONG_APP, b"before")
 
                 reader, writer, _ = await raw_client(server.port, BAD)
                 writer.write((64).to_bytes(4, "big") + b"garbage!" * 8)
@@ -132,8 +133,8 @@ def test_garbage_after_handshake_is_banned_while_server_keeps_serving() -> None:
                 await read_until_closed(reader)
                 writer.close()
 
-                good.send(1, b"after")
-                assert await anext(good) == Message(2, b"after")
+                good.send(PING_APP, b"after")
+                assert await anext(good) == Message(PONG_APP, b"after")
 
                 async with connect(server.port, BAD) as refused:
                     assert [m async for m in refused] == []
@@ -141,25 +142,52 @@ def test_garbage_after_handshake_is_banned_while_server_keeps_serving() -> None:
 
                 clock.now += CONFIG.ban_seconds
                 async with connect(server.port, BAD) as forgiven:
-                    forgiven.send(3, b"hello again")
-                    assert await anext(forgiven) == Message(4, b"hello again")
+                    forgiven.send(PING_APP, b"hello again")
+                    assert await anext(forgiven) == Message(PONG_APP, b"hello again")
     run(test)
 
 
-def test_auth_message_after_the_handshake_is_a_protocol_error() -> None:
+@pytest.mark.parametrize(("msg_type", "payload"), [(MSG_AUTH, [b"again"]), (MSG_PING, b"x"), (3, None), (15, None)])
+def test_transport_message_misuse_is_a_protocol_error(msg_type: int, payload: object) -> None:
     async def test() -> None:
         bans = BanList(FakeClock())
         app = EchoApp()
         async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=app.on_peer, config=CONFIG,
                          bans=bans) as server:
             reader, writer, result = await raw_client(server.port, BAD)
-            writer.write(result.encoder.encode(1, b"fine") + result.encoder.encode(MSG_AUTH, [b"again"]))
+            writer.write(result.encoder.encode(PING_APP, b"fine") + result.encoder.encode(msg_type, payload))
             await app.done[BAD.address].wait()
-            assert app.received[BAD.address] == [Message(1, b"fine")]
+            assert app.received[BAD.address] == [Message(PING_APP, b"fine")]
             assert "unexpected_message" in app.reasons[BAD.address].detail
             assert bans.is_banned(BAD.address)
             await read_until_closed(reader)
             writer.close()
+    run(test)
+
+
+def test_silent_peer_is_dropped_after_the_idle_timeout() -> None:
+    async def test() -> None:
+        config = dataclasses.replace(CONFIG, ping_interval_s=0.05, idle_timeout_s=0.25)
+        app = EchoApp()
+        async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=app.on_peer, config=config) as server:
+            reader, writer, _ = await raw_client(server.port, BAD)  # never answers a PING
+            await app.done[BAD.address].wait()
+            assert app.reasons[BAD.address].code == "idle_timeout"
+            await read_until_closed(reader)
+            writer.close()
+    run(test)
+
+
+def test_pings_keep_a_quiet_connection_open() -> None:
+    async def test() -> None:
+        config = dataclasses.replace(CONFIG, ping_interval_s=0.02, idle_timeout_s=0.4)
+        app = EchoApp()
+        async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=app.on_peer, config=config) as server:
+            async with connect(server.port, config=config) as peer:
+                while peer.pongs_received < 25:  # 25 pings take longer than the idle timeout
+                    await asyncio.sleep(0.01)
+                assert not peer.is_closing and GOOD.address in server.peers
+                assert server.peers[GOOD.address].pongs_received > 0
     run(test)
 
 
@@ -172,7 +200,7 @@ def test_full_send_queue_drops_the_slow_peer() -> None:
 
         async def flood(peer: Peer) -> None:
             for sent in range(1_000_000):
-                if not peer.send(1, b"x" * 65536):
+                if not peer.send(PING_APP, b"x" * 65536):
                     break
                 await asyncio.sleep(0)  # a yield, not a timed wait: let the writer task run
             outcome.update(sent=sent, reason=peer.close_reason)
@@ -203,7 +231,7 @@ def test_full_receive_queue_pauses_reading_without_losing_messages() -> None:
         async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=lazy, config=config) as server:
             async with connect(server.port) as peer:
                 for i in range(50):
-                    assert peer.send(1, i)
+                    assert peer.send(PING_APP, i)
                 await registered.wait()
                 (inbound,) = server.peers.values()
                 while inbound._inbox.qsize() < 3:  # a yield, not a timed wait: until the reader fills the queue
@@ -221,7 +249,7 @@ def test_send_queue_bound_never_blocks_the_caller() -> None:
         app = EchoApp(echo=False)
         async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=app.on_peer, config=config) as server:
             async with connect(server.port, config=config) as peer:
-                assert [peer.send(1, i) for i in range(6)] == [True] * 4 + [False, False]
+                assert [peer.send(PING_APP, i) for i in range(6)] == [True] * 4 + [False, False]
                 assert peer.close_reason.code == "send_queue_full"
                 assert [m async for m in peer] == []
     run(test)
@@ -233,8 +261,8 @@ def test_send_queue_byte_bound() -> None:
         app = EchoApp(echo=False)
         async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=app.on_peer, config=config) as server:
             async with connect(server.port, config=config) as peer:
-                assert peer.send(1, b"x" * 6000)
-                assert not peer.send(1, b"x" * 6000)
+                assert peer.send(PING_APP, b"x" * 6000)
+                assert not peer.send(PING_APP, b"x" * 6000)
                 assert peer.close_reason.code == "send_queue_full"
     run(test)
 
@@ -246,9 +274,9 @@ def test_message_too_large_is_raised_to_the_sender_and_keeps_the_connection() ->
         async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=app.on_peer, config=config) as server:
             async with connect(server.port, config=config) as peer:
                 with pytest.raises(errors.MessageTooLarge):
-                    peer.send(1, b"x" * 4096)
-                peer.send(1, b"small")
-                assert await anext(peer) == Message(2, b"small")
+                    peer.send(PING_APP, b"x" * 4096)
+                peer.send(PING_APP, b"small")
+                assert await anext(peer) == Message(PONG_APP, b"small")
     run(test)
 
 
@@ -266,7 +294,7 @@ def test_disconnect_with_ban_for_a_message_the_layer_above_rejects() -> None:
         app = EchoApp()
         async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=strict, config=CONFIG, bans=bans) as server:
             async with connect(server.port, BAD) as peer:
-                peer.send(1, b"bad signature")
+                peer.send(PING_APP, b"bad signature")
                 assert [m async for m in peer] == []
             await app.done[BAD.address].wait()
             assert app.reasons[BAD.address].code == "misbehavior"
@@ -344,13 +372,13 @@ def test_duplicate_connection_is_refused() -> None:
         app = EchoApp()
         async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=app.on_peer, config=CONFIG) as server:
             async with connect(server.port) as first:
-                first.send(1, b"x")
-                assert await anext(first) == Message(2, b"x")
+                first.send(PING_APP, b"x")
+                assert await anext(first) == Message(PONG_APP, b"x")
                 async with connect(server.port) as second:
                     assert [m async for m in second] == []
                 assert server.refused == 1
-                first.send(1, b"still here")
-                assert await anext(first) == Message(2, b"still here")
+                first.send(PING_APP, b"still here")
+                assert await anext(first) == Message(PONG_APP, b"still here")
     run(test)
 
 
@@ -362,8 +390,8 @@ def test_allow_list_refuses_other_peers() -> None:
             async with connect(server.port, BAD) as refused:
                 assert [m async for m in refused] == []
             async with connect(server.port, GOOD) as allowed:
-                allowed.send(1, b"ok")
-                assert await anext(allowed) == Message(2, b"ok")
+                allowed.send(PING_APP, b"ok")
+                assert await anext(allowed) == Message(PONG_APP, b"ok")
             assert server.refused == 1
     run(test)
 
@@ -378,8 +406,8 @@ def test_inbound_connection_limit() -> None:
                 await read_until_closed(reader)
                 writer.close()
                 assert server.refused == 1
-                first.send(1, b"x")
-                assert await anext(first) == Message(2, b"x")
+                first.send(PING_APP, b"x")
+                assert await anext(first) == Message(PONG_APP, b"x")
     run(test)
 
 
@@ -389,8 +417,8 @@ def test_server_shutdown_closes_connected_peers() -> None:
         listening = serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=app.on_peer, config=CONFIG)
         server = await listening.__aenter__()
         async with connect(server.port) as peer:
-            peer.send(1, b"x")
-            assert await anext(peer) == Message(2, b"x")
+            peer.send(PING_APP, b"x")
+            assert await anext(peer) == Message(PONG_APP, b"x")
             await listening.__aexit__(None, None, None)
             assert app.reasons[GOOD.address].code == "local"
             assert [m async for m in peer] == []
