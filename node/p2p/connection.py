@@ -376,9 +376,11 @@ class Server:
             self.refused += 1
             writer.transport.abort()
             return
+        handler = self._handle(reader, writer)
         try:
-            task = self._tg.create_task(self._handle(reader, writer))
+            task = self._tg.create_task(handler)
         except RuntimeError:  # accepted just as the server's TaskGroup is shutting down
+            handler.close()
             writer.transport.abort()
             return
         self._sockets += 1

@@ -228,3 +228,26 @@ def test_key_must_be_32_bytes() -> None:
         FrameEncoder(b"short")
     with pytest.raises(ValueError):
         FrameDecoder(b"x" * 33)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600), st.integers(20, 1 << 20))
+def test_arbitrary_bytes_only_ever_raise_a_frame_error(data: bytes, max_frame_size: int) -> None:
+    decoder = FrameDecoder(KEY, max_frame_size=max_frame_size)
+    decoder.feed(data)
+    try:
+        assert decoder.next_message() is None
+    except errors.FrameError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_authentic_plaintext_only_ever_raises_malformed_message(plaintext: bytes) -> None:
+    decoder = FrameDecoder(KEY)
+    decoder.feed(seal(plaintext.ljust(3, b"\xc0")))
+    try:
+        message = decoder.next_message()
+    except errors.MalformedMessage:
+        return
+    assert 0 <= message.type <= 0xFFFF

@@ -348,3 +348,28 @@ def test_failed_handshake_stays_failed() -> None:
 def test_sign_bytes_differ_by_role() -> None:
     transcript = b"\x00" * 32
     assert compute_auth_sign_bytes(Role.INITIATOR, transcript) != compute_auth_sign_bytes(Role.RESPONDER, transcript)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.sampled_from([Role.INITIATOR, Role.RESPONDER]))
+def test_arbitrary_bytes_only_ever_raise_a_handshake_error(data: bytes, role: Role) -> None:
+    handshake = Handshake(role, BOB, CHAIN)
+    try:
+        handshake.receive_data(data)
+        handshake.receive_eof()
+    except errors.HandshakeError:
+        pass
+    assert not handshake.is_complete
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_after_a_valid_hello_only_ever_raise_a_handshake_error(data: bytes) -> None:
+    responder = Handshake(Role.RESPONDER, BOB, CHAIN)
+    responder.receive_data(Handshake(Role.INITIATOR, ALICE, CHAIN).data_to_send())
+    try:
+        responder.receive_data(data)
+        responder.receive_eof()
+    except errors.HandshakeError:
+        pass
+    assert not responder.is_complete
