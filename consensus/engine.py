@@ -27,7 +27,8 @@ Messages: the first proposal from the round's proposer is kept (a second, differ
 second vote of a validator for a (round, type) becomes `DuplicateVoteEvidence` (reported once) and, as in the
 paper, still counts toward its own value (see `consensus.votes`). Messages for height + 1 are verified and
 buffered (at most `max_future_messages`) and applied when that height starts; older heights raise
-`StaleHeight`, further ones `FutureHeight`. Invalid input raises the typed errors in `consensus.errors` before
+`StaleHeight`, further ones `FutureHeight`; proposals more than `max_rounds_ahead` rounds ahead raise
+`FutureRound` (proposer selection for round r costs O(n * r), so a peer must not choose r freely). Invalid input raises the typed errors in `consensus.errors` before
 any state changes.
 
 WAL and the double-sign guard: each accepted input is appended (no flush) before it is applied; each own
@@ -50,6 +51,7 @@ from consensus.commit import CommitCertificate, verify_certificate
 from consensus.errors import (
     ConsensusError,
     FutureHeight,
+    FutureRound,
     InvalidSignature,
     MalformedMessage,
     StaleHeight,
@@ -124,6 +126,7 @@ class EngineConfig:
     chain_id: str
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     max_future_messages: int = 10_000
+    max_rounds_ahead: int = 1_000  # proposer selection for round r costs O(n * r): bound what a peer can ask
 
 
 class Engine:
@@ -285,6 +288,8 @@ class Engine:
         validators = self._validators_for(proposal.height)
         if proposal.height == self.height and self.proposals.get(proposal.round) == proposal:
             return  # an exact duplicate
+        if proposal.round > max(self.round, 0) + self.config.max_rounds_ahead:
+            raise FutureRound(f"proposal for round {proposal.round}, engine is at round {self.round}")
         if proposal.proposer != validators.proposer_at(proposal.round):
             raise WrongProposer(f"not the proposer of height {proposal.height} round {proposal.round}")
         self._check_signature(validators, proposal, proposal.proposer)

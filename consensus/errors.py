@@ -42,6 +42,10 @@ class FutureHeight(WrongHeight):
     """A message for a height more than one above the current one (block sync must catch up first)."""
 
 
+class FutureRound(ConsensusError):
+    """A proposal for a round too far above the current one (`EngineConfig.max_rounds_ahead`); dropped unread."""
+
+
 class InvalidCertificate(InvalidMessage):
     """A commit certificate that does not prove more than 2/3 of the power signed one value."""
 

@@ -6,6 +6,7 @@ from consensus.commit import verify_certificate
 from consensus.engine import Engine
 from consensus.errors import (
     FutureHeight,
+    FutureRound,
     SimulatedCrash,
     InvalidSignature,
     MalformedMessage,
@@ -338,6 +339,13 @@ def test_invalid_proposal_wrong_proposer():
     impostor = next(s for s in h.signers if s.address != h.valset.proposer_at(0))
     with pytest.raises(WrongProposer):
         h.feed(ProposalReceived(signed_proposal(impostor, 1, 0, VALUE)))
+
+
+def test_invalid_proposal_far_future_round():
+    h = Harness()
+    stranger = make_signers(1, b"stranger")[0]
+    with pytest.raises(FutureRound):
+        h.feed(ProposalReceived(signed_proposal(stranger, 1, 10**9, VALUE)))
 
 
 def test_invalid_proposal_bad_signature():
