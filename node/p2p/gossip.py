@@ -102,7 +102,6 @@ class Gossip:
 
     def __init__(self, *, validator_ids: Iterable[bytes] = (), seen_capacity: int = 100_000) -> None:
         self._validators = frozenset(validator_ids)
-        self._peers: set[bytes] = set()
         self.seen = SeenCache(seen_capacity)
 
     def set_validators(self, validator_ids: Iterable[bytes]) -> None:
@@ -111,30 +110,22 @@ class Gossip:
     def is_validator(self, node_id: bytes) -> bool:
         return node_id in self._validators
 
-    def add_peer(self, node_id: bytes) -> None:
-        self._peers.add(node_id)
-
-    def remove_peer(self, node_id: bytes) -> None:
-        self._peers.discard(node_id)
-
-    def on_receive(self, from_peer: bytes, msg_type: int, payload: Any) -> Route:
-        """Raises a GossipError for a malformed message (ban the sender)."""
+    def on_receive(self, from_peer: bytes, msg_type: int, payload: Any, peer_ids: Iterable[bytes]) -> Route:
+        """Route a message from `from_peer` among the connected `peer_ids`; raises a GossipError for a
+        malformed message (ban the sender)."""
         validate_gossip_payload(msg_type, payload)
         if msg_type in CONSENSUS_TYPES and from_peer not in self._validators:
             return Route(ROUTE_NOT_VALIDATOR, False, ())
         if not self.seen.add(compute_message_id(msg_type, payload)):
             return Route(ROUTE_DUPLICATE, False, ())
-        return Route(ROUTE_NEW, True, self._targets(exclude=from_peer))
+        return Route(ROUTE_NEW, True, tuple(sorted(peer for peer in peer_ids if peer != from_peer)))
 
-    def on_local(self, msg_type: int, payload: Any) -> Route:
-        """Our own message (a tx from RPC, our vote): remembered as seen and sent to every peer."""
+    def on_local(self, msg_type: int, payload: Any, peer_ids: Iterable[bytes]) -> Route:
+        """Our own message (a tx from RPC, our vote): remembered as seen and sent to every connected peer."""
         validate_gossip_payload(msg_type, payload)
         if not self.seen.add(compute_message_id(msg_type, payload)):
             return Route(ROUTE_DUPLICATE, False, ())
-        return Route(ROUTE_NEW, False, self._targets(exclude=None))
-
-    def _targets(self, exclude: bytes | None) -> tuple[bytes, ...]:
-        return tuple(sorted(peer for peer in self._peers if peer != exclude))
+        return Route(ROUTE_NEW, False, tuple(sorted(peer_ids)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """The thin async loop that joins connected peers to the sans-IO gossip rules (node/p2p/gossip.py).
 
 `relay_messages(peer, gossip, peers, deliver)` consumes one peer's messages until it closes: each message is
-routed by `Gossip.on_receive`; a new one is handed to `deliver(sender_id, message)` and re-sent to the peers
+routed by `Gossip.on_receive` among the peers in `peers`; a new one is handed to `deliver(sender_id, message)` and re-sent to the peers
 the route names; a gossip violation disconnects and bans the sender. `peers` is the caller's registry of
 connected peers by node id (the caller adds and removes entries); a target that is not in it is skipped.
 `broadcast` sends our own message to every connected peer.
@@ -24,24 +24,20 @@ from node.p2p.gossip import Gossip
 async def relay_messages(
     peer: Peer, gossip: Gossip, peers: Mapping[bytes, Peer], deliver: Callable[[bytes, Message], None],
 ) -> None:
-    gossip.add_peer(peer.node_id)
-    try:
-        async for message in peer:
-            try:
-                route = gossip.on_receive(peer.node_id, message.type, message.payload)
-            except GossipError as exc:
-                peer.disconnect(f"{exc.code}: {exc}", ban=True)
-                break
-            if route.deliver:
-                deliver(peer.node_id, message)
-            send_to(peers, route.targets, message.type, message.payload)
-    finally:
-        gossip.remove_peer(peer.node_id)
+    async for message in peer:
+        try:
+            route = gossip.on_receive(peer.node_id, message.type, message.payload, peers.keys())
+        except GossipError as exc:
+            peer.disconnect(f"{exc.code}: {exc}", ban=True)
+            return
+        if route.deliver:
+            deliver(peer.node_id, message)
+        send_to(peers, route.targets, message.type, message.payload)
 
 
 def broadcast(gossip: Gossip, peers: Mapping[bytes, Peer], msg_type: int, payload: Any) -> int:
     """Send our own message to every connected peer; returns how many accepted it (0 for a duplicate)."""
-    return send_to(peers, gossip.on_local(msg_type, payload).targets, msg_type, payload)
+    return send_to(peers, gossip.on_local(msg_type, payload, peers.keys()).targets, msg_type, payload)
 
 
 def send_to(peers: Mapping[bytes, Peer], targets: tuple[bytes, ...], msg_type: int, payload: Any) -> int:
