@@ -147,7 +147,8 @@ class Message:
 
 
 _REQUEST_MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A JSON string, or an unterminated one to the end of the text. Possessive, so it never backtracks: linear time.
+_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _BRACKET_STEPS = str.maketrans({"[": "\x02", "{": "\x02", "]": "\x00", "}": "\x00"})
 _FLOAT_IN_JSON = re.compile(r"\d[.eE]")
@@ -346,7 +347,7 @@ class UInt(ParamType):
 
     def accepts(self, value: Any) -> bool:
         if isinstance(value, str):
-            if len(value) > 40 or not _DECIMAL.fullmatch(value):
+            if len(value) > len(str(self.maximum)) or not _DECIMAL.fullmatch(value):
                 return False
             value = int(value)
         return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= self.maximum

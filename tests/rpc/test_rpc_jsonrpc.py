@@ -391,6 +391,20 @@ def test_compute_depth_ignores_strings(text: str, depth: int) -> None:
     assert compute_depth(text) == depth
 
 
+@pytest.mark.parametrize("text", ['"\\' * 200_000, '\\"' * 200_000, '"\\"' * 150_000, '["' * 200_000])
+def test_adversarial_strings_are_scanned_in_linear_time(text: str) -> None:
+    # A backtracking string pattern took quadratic time on these (minutes for 400 KB); now milliseconds.
+    assert error_code(call(text)) in (PARSE_ERROR, INVALID_REQUEST)
+
+
+def reference_depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(reference_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(reference_depth, value.values()), default=0)
+    return 0
+
+
 def test_parse_message_shapes() -> None:
     single = parse_message(b'{"jsonrpc": "2.0", "method": "m", "params": [1], "id": 7}')
     assert not single.is_batch and single.entries == (Request("m", [1], 7, False),)
@@ -441,3 +455,9 @@ def test_fuzz_dispatcher_never_raises_and_answers_well_formed(body: bytes) -> No
             check_response(item)
     else:
         check_response(response)
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values, st.booleans())
+def test_compute_depth_matches_a_recursive_reference(value: Any, ascii_only: bool) -> None:
+    assert compute_depth(json.dumps(value, ensure_ascii=ascii_only)) == reference_depth(value)
