@@ -520,6 +520,9 @@ def convert_param(name: str, kind: Callable[[Any], Any], value: Any) -> Any:
 Admit = Callable[[], RpcError | None]
 
 
+Observe = Callable[[str, int], None]
+
+
 def _admit_all() -> RpcError | None:
     return None
 
@@ -547,40 +550,53 @@ class Router:
 
     async def handle(
         self, body: bytes | str, ctx: CallContext, limits: ParseLimits = ParseLimits(),
-        admit: Admit = _admit_all,
+        admit: Admit = _admit_all, observe: Observe | None = None,
     ) -> str | None:
         """Parse and dispatch one body; the response text, or None when only notifications were sent."""
-        return await self.dispatch(parse_message(body, limits), ctx, admit)
+        return await self.dispatch(parse_message(body, limits), ctx, admit, observe)
 
-    async def dispatch(self, message: Message, ctx: CallContext, admit: Admit = _admit_all) -> str | None:
-        """Run every entry in order. `admit()` is asked once per entry; an RpcError it returns is the answer."""
+    async def dispatch(
+        self, message: Message, ctx: CallContext, admit: Admit = _admit_all, observe: Observe | None = None,
+    ) -> str | None:
+        """Run every entry in order. `admit()` is asked once per entry; an RpcError it returns is the answer.
+
+        `observe(method, code)` is told the outcome of every entry: `code` is 0 for a result, else the error
+        code; `method` is a routed name, "unknown" for any other name, "invalid" for an invalid entry.
+        """
         answers = []
         for entry in message.entries:
-            answer = await self.answer(entry, ctx, admit)
-            if answer is not None:
+            code, answer = await self.answer(entry, ctx, admit)
+            if observe is not None:
+                observe(self.get_method_label(entry), code)
+            if not (isinstance(entry, Request) and entry.is_notification):
                 answers.append(answer)
         if not answers:
             return None
         return "[" + ",".join(answers) + "]" if message.is_batch else answers[0]
 
+    def get_method_label(self, entry: Request | InvalidEntry) -> str:
+        """A bounded label for metrics: never a client-chosen string that is not routed."""
+        if isinstance(entry, InvalidEntry):
+            return "invalid"
+        return entry.method if entry.method in self.routes else "unknown"
+
     async def answer(
         self, entry: Request | InvalidEntry, ctx: CallContext, admit: Admit = _admit_all,
-    ) -> str | None:
-        """The encoded response to one entry, or None for a notification."""
-        notification = isinstance(entry, Request) and entry.is_notification
+    ) -> tuple[int, str]:
+        """(0 or the error code, the encoded response); the caller drops the response of a notification."""
         refusal = admit()
         if refusal is not None:
-            return None if notification else encode_error(entry.id, refusal)
+            return refusal.code, encode_error(entry.id, refusal)
         if isinstance(entry, InvalidEntry):
-            return encode_error(entry.id, entry.error)
+            return entry.error.code, encode_error(entry.id, entry.error)
         try:
             result_json = encode_json(await self.call(entry, ctx))
         except RpcError as error:
-            return None if notification else encode_error(entry.id, error)
+            return error.code, encode_error(entry.id, error)
         except Exception:
             log.exception("rpc method %r failed", entry.method)
-            return None if notification else encode_error(entry.id, RpcError(INTERNAL_ERROR, "Internal error"))
-        return None if notification else encode_result(entry.id, result_json)
+            return INTERNAL_ERROR, encode_error(entry.id, RpcError(INTERNAL_ERROR, "Internal error"))
+        return 0, encode_result(entry.id, result_json)
 
     async def call(self, request: Request, ctx: CallContext) -> Any:
         """Bind params and run the handler; raises RpcError for the client, anything else is a handler bug."""

@@ -29,7 +29,9 @@ Rate limiting (`rpc/limits.py`) is per client address and shared by HTTP and Web
 when the address has no token left is answered with a single -32005 error (id null) without being parsed.
 
 Metrics (registered on `registry`): `kabuto_rpc_messages_total{transport}` (HTTP bodies and WebSocket
-messages), `kabuto_rpc_rate_limited_total`, `kabuto_rpc_connections_refused_total`,
+messages), `kabuto_rpc_calls_total{method,code}` (every call or batch entry; code 0 for a result, else the error
+code; method is a routed name, "unknown" or "invalid", so clients cannot grow the label set),
+`kabuto_rpc_rate_limited_total`, `kabuto_rpc_connections_refused_total`,
 `kabuto_rpc_websocket_connections`, `kabuto_rpc_subscriptions`, `kabuto_rpc_notifications_total`,
 `kabuto_rpc_slow_consumer_closes_total`. One app per registry (a second would register the names twice).
 """
@@ -75,6 +77,7 @@ class RpcServer:
         self.connections = ConnectionLimiter(config.max_connections, config.max_connections_per_ip)
         self.sessions: set[Session] = set()
         self.messages = {"http": 0, "websocket": 0}
+        self.calls: dict[tuple[str, int], int] = {}  # (method label, 0 or error code) -> count
 
     # -- JSON-RPC over either transport ----------------------------------------------------------------------
 
@@ -83,7 +86,10 @@ class RpcServer:
             refusal = self.rate.admit(ctx.peer)  # refuses (and counts) for want of a token
             assert refusal is not None
             return encode_error(None, refusal)
-        return await self.router.handle(body, ctx, self.limits, lambda: self.rate.admit(ctx.peer))
+        return await self.router.handle(body, ctx, self.limits, lambda: self.rate.admit(ctx.peer), self.count_call)
+
+    def count_call(self, method: str, code: int) -> None:
+        self.calls[(method, code)] = self.calls.get((method, code), 0) + 1
 
     # -- HTTP ------------------------------------------------------------------------------------------------
 
@@ -214,6 +220,12 @@ class RpcServer:
         for transport, count in sorted(self.messages.items()):
             messages.add_metric([transport], count)
         yield messages
+        calls = CounterMetricFamily(
+            "kabuto_rpc_calls", "JSON-RPC calls by method and outcome (code 0: result, else the error code)",
+            labels=["method", "code"])
+        for (method, code), count in sorted(self.calls.items()):
+            calls.add_metric([method, str(code)], count)
+        yield calls
         yield CounterMetricFamily(
             "kabuto_rpc_rate_limited", "calls and bodies refused by the per-address rate limit (-32005)",
             value=self.rate.refused)

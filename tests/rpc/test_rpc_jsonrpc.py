@@ -353,6 +353,18 @@ def test_admit_refusal_answers_each_call_and_drops_notifications() -> None:
     assert "result" in response[0] and error_code(response[1]) == LIMIT_EXCEEDED and "result" in response[2]
 
 
+def test_observe_sees_every_entry_with_bounded_labels() -> None:
+    seen: list[tuple[str, int]] = []
+    body = """[{"jsonrpc": "2.0", "method": "get_data", "id": 1},
+               {"jsonrpc": "2.0", "method": "notify_hello", "params": [1]},
+               {"jsonrpc": "2.0", "method": "random-name-from-a-client", "id": 2},
+               {"jsonrpc": "2.0", "method": "fail", "id": 3},
+               "x"]"""
+    asyncio.run(ROUTER.handle(body, CTX, observe=lambda method, code: seen.append((method, code))))
+    assert seen == [("get_data", 0), ("notify_hello", 0), ("unknown", METHOD_NOT_FOUND), ("fail", INTERNAL_ERROR),
+                    ("invalid", INVALID_REQUEST)]
+
+
 # --- limits ---------------------------------------------------------------------------------------------------
 
 

@@ -404,13 +404,20 @@ def test_metrics_of_the_injected_registry() -> None:
     async def scenario() -> None:
         async with serve(registry=registry) as server:
             await server.post(request("add", [1, 1]))
+            await server.post("[" + request("add", [1.5, 1]) + "," + request("no_such_method_" + "x" * 50) + ","
+                              + request("add", [1, 2]) + ", 7]")
             ws = await server.ws()
             await rpc(ws, "subscribe", {"channel": "blocks"})
             async with server.http.get(server.url + "/metrics") as response:
                 assert response.status == 200 and response.headers["Content-Type"].startswith("text/plain")
                 text = await response.text()
             await ws.close()
-        for line in ["kabuto_blocks_applied_total 3.0", 'kabuto_rpc_messages_total{transport="http"} 1.0',
+        for line in ["kabuto_blocks_applied_total 3.0", 'kabuto_rpc_messages_total{transport="http"} 2.0',
+                     'kabuto_rpc_calls_total{code="0",method="add"} 2.0',
+                     'kabuto_rpc_calls_total{code="-32602",method="add"} 1.0',
+                     'kabuto_rpc_calls_total{code="-32601",method="unknown"} 1.0',
+                     'kabuto_rpc_calls_total{code="-32600",method="invalid"} 1.0',
+                     'kabuto_rpc_calls_total{code="0",method="subscribe"} 1.0',
                      'kabuto_rpc_messages_total{transport="websocket"} 1.0', "kabuto_rpc_websocket_connections 1.0",
                      "kabuto_rpc_subscriptions 1.0"]:
             assert line in text
