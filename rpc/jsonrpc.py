@@ -52,13 +52,14 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from itertools import accumulate, repeat
 from typing import Any
 
 __all__ = [
     "PARSE_ERROR", "INVALID_REQUEST", "METHOD_NOT_FOUND", "INVALID_PARAMS", "INTERNAL_ERROR", "LIMIT_EXCEEDED",
     "RpcError", "ParamError", "ParseLimits", "FloatLiteral", "Request", "InvalidEntry", "Message", "parse_message",
-    "CallContext", "Param", "Route", "Router", "encode_json", "Str", "Int", "UInt", "Hex", "Bool", "Enum",
+    "CallContext", "Param", "Route", "Router", "encode_json", "Str", "Int", "UInt", "Hex", "Bool", "OneOf",
     "Object", "Array", "AnyValue",
 ]
 
@@ -393,7 +394,7 @@ class Bool(ParamType):
 
 
 @dataclass(frozen=True, slots=True)
-class Enum(ParamType):
+class OneOf(ParamType):
     choices: tuple[str, ...] = ()
 
     def __init__(self, *choices: str) -> None:
@@ -539,7 +540,7 @@ class Router:
                 raise ValueError(f"invalid method name {name!r} (names starting with 'rpc.' are reserved)")
             if not isinstance(route, Route):
                 raise TypeError(f"route {name!r} must be a Route")
-        object.__setattr__(self, "routes", dict(self.routes))
+        object.__setattr__(self, "routes", MappingProxyType(dict(self.routes)))
 
     def with_routes(self, more: Mapping[str, Route]) -> "Router":
         """A new Router with `more` added; a name defined twice is a ValueError."""

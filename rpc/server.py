@@ -4,6 +4,16 @@
 `aiohttp.web.AppRunner` inside its TaskGroup and publishes through `hub` (also at `app[HUB]`). The app owns no
 state the node needs: `views` are read-only objects handed to every handler as `ctx.views`.
 
+    hub = Hub([Channel("new_block"), Channel("trades", Param("market", Str(32)))])
+    app = make_app(Router(ROUTES), views, RpcConfig(...), hub=hub, ready=node.is_caught_up, registry=registry)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    try:
+        ...                                   # hub.publish("new_block", None, block_json) after each commit
+    finally:
+        await runner.cleanup()                # closes every WebSocket with 1001, then stops
+
 Endpoints:
 
 | endpoint         | answer                                                                                        |

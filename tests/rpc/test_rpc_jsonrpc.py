@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from rpc.jsonrpc import (
     INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, LIMIT_EXCEEDED, METHOD_NOT_FOUND, PARSE_ERROR, AnyValue, Bool,
-    CallContext, Enum, Hex, Int, InvalidEntry, Param, ParamError, ParseLimits, Request, Route, Router, RpcError, Str,
+    CallContext, OneOf, Hex, Int, InvalidEntry, Param, ParamError, ParseLimits, Request, Route, Router, RpcError, Str,
     UInt, compute_depth, encode_json, parse_message,
 )
 
@@ -50,7 +50,7 @@ ROUTER = Router({
     "block": Route(lambda ctx, height, full: {"height": str(height), "full": full},
                    Param("height", UInt()), Param("full", Bool(), required=False, default=False)),
     "account": Route(lambda ctx, address: address, Param("address", Hex(20))),
-    "side": Route(lambda ctx, side: side, Param("side", Enum("buy", "sell"))),
+    "side": Route(lambda ctx, side: side, Param("side", OneOf("buy", "sell"))),
     "views": Route(lambda ctx: ctx.views),
     "fail": Route(fail),
     "refuse": Route(refuse),
