@@ -37,12 +37,17 @@ Error codes (`error.code`):
 
 Limit errors (-32005, and -32600 for the size, batch and depth limits) carry
 `data = {"limit": <RpcConfig field name>, "max": <configured value>}` so a client can tell which limit it hit.
--32602 errors carry `data = {"param": <name or path, e.g. "orders[0].price">}` when one parameter is at fault. Handlers may raise `RpcError` with any other code in -32000..-32099 for application errors.
+-32602 errors carry `data = {"param": <name or path, e.g. "orders[0].price">}` when one parameter is at fault.
+Handlers may raise `RpcError` with any other code in -32000..-32099 for application errors.
 
 The route table: `Router({"block": Route(get_block, Param("height", UInt(), required=False))})`. A handler is
 called as `handler(ctx, **params)` with `ctx` a `CallContext` holding the read-only `views` the node injected, the
 caller's address key and, over WebSocket, the session; it may be a plain function or a coroutine function. Params
-may be sent by position (in declaration order) or by name.
+may be sent by position (in declaration order) or by name. Param types: `Str(max_length)`, `Int(minimum,
+maximum)` (a JSON integer, never a boolean), `UInt(maximum)` (a JSON integer or a canonical decimal string, for
+heights and amounts), `Hex(length | max_length)` (optional 0x, either case; the handler gets bytes), `Bool()`,
+`OneOf(*choices)`, `Object()`, `Array()`, `AnyValue()`; any callable that returns the converted value or raises
+`ParamError` works too. Results are encoded compactly; bytes become lowercase hex without 0x, tuples arrays.
 """
 
 import inspect
@@ -52,8 +57,8 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from itertools import accumulate, repeat
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [

@@ -269,7 +269,9 @@ def test_optional_param_gets_its_default() -> None:
         result({"height": "12", "full": False})
 
 
-@pytest.mark.parametrize("height", ['"007"', '"-1"', '"+1"', '" 1"', '"1 "', '"0x1"', "-1", '""', "18446744073709551616"])
+@pytest.mark.parametrize("height", [
+    '"007"', '"-1"', '"+1"', '" 1"', '"1 "', '"0x1"', "-1", '""', "18446744073709551616", '"18446744073709551616"',
+])
 def test_uint_refuses_non_canonical_decimals(height: str) -> None:
     response = call('{"jsonrpc": "2.0", "method": "block", "params": [' + height + '], "id": 1}')
     assert error_code(response) == INVALID_PARAMS and "height" in response["error"]["message"]
