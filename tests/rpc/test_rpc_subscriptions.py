@@ -5,6 +5,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rpc.subscriptions as subscriptions
 from rpc.jsonrpc import INVALID_PARAMS, LIMIT_EXCEEDED, METHOD_NOT_FOUND, CallContext, Param, Router, RpcError, Str
@@ -195,3 +197,71 @@ def test_methods_over_a_session() -> None:
     assert float_extra["error"]["code"] == INVALID_PARAMS and float_extra["error"]["data"] == {"param": "x[0]"}
     assert call('{"jsonrpc":"2.0","method":"unsubscribe","params":{"subscription":"nope"},"id":4}')["result"] is False
     assert call('{"jsonrpc":"2.0","method":"unsubscribe_all","id":5}')["result"] == 2
+
+
+# --- model-based: random operations against invariants --------------------------------------------------------
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("subscribe"), st.integers(0, 2), st.sampled_from(["blocks", "A", "B"])),
+        st.tuples(st.just("unsubscribe"), st.integers(0, 2), st.integers(0, 5)),
+        st.tuples(st.just("unsubscribe_all"), st.integers(0, 2), st.none()),
+        st.tuples(st.just("publish"), st.sampled_from(["blocks", "A", "B"]), st.integers(0, 10**6)),
+        st.tuples(st.just("drain"), st.integers(0, 2), st.none()),
+        st.tuples(st.just("call"), st.integers(0, 2), st.none()),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(operations, st.integers(1, 4))
+def test_hub_invariants_under_random_operations(ops: list[tuple[str, Any, Any]], capacity: int) -> None:
+    hub = make_hub()
+    sessions = [Session(str(i), capacity, 3) for i in range(3)]
+    in_call = [False] * 3
+    received: dict[str, list[int]] = {}  # subscription id -> published values, in arrival order
+    published: dict[str, list[int]] = {}  # subscription id -> values published while it was live
+    for op, a, b in ops:
+        if op == "subscribe" and not sessions[a].is_closing:
+            stream = ("blocks", None) if b == "blocks" else ("book", b)
+            try:
+                subscription_id = hub.subscribe(sessions[a], None, stream[0], {} if b == "blocks" else {"market": b})
+            except RpcError:
+                assert len(sessions[a].subscriptions) == 3
+                continue
+            published[subscription_id] = []
+        elif op == "unsubscribe":
+            ids = sorted(sessions[a].subscriptions)
+            if ids:
+                assert hub.unsubscribe(sessions[a], ids[b % len(ids)])
+        elif op == "unsubscribe_all":
+            hub.unsubscribe_all(sessions[a])
+        elif op == "publish":
+            stream = ("blocks", None) if a == "blocks" else ("book", a)
+            for session in sessions:
+                for subscription_id, subscribed in session.subscriptions.items():
+                    if subscribed == stream:
+                        published[subscription_id].append(b)
+            hub.publish(stream[0], stream[1], b)
+        elif op == "drain":
+            for frame in drain(sessions[a]):
+                if frame.get("method") == "subscription":
+                    received.setdefault(frame["params"]["subscription"], []).append(frame["params"]["result"])
+        elif op == "call":
+            if in_call[a]:
+                if not sessions[a].end_call('{"jsonrpc":"2.0","id":1,"result":null}'):
+                    hub.detach(sessions[a])  # as the server does when the connection ends
+            else:
+                sessions[a].begin_call()
+            in_call[a] = not in_call[a]
+        for session in sessions:
+            assert len(session._frames) + len(session._held) <= session.capacity
+            if session.is_closing:
+                assert session.subscriptions == {} and not session._frames and not session._held
+        live = {(sid, stream) for s in sessions for sid, stream in s.subscriptions.items()}
+        assert live == {(sid, stream) for stream, subs in hub._streams.items() for sid in subs}
+    assert hub.slow_consumer_closes == sum(s.close_code == CLOSE_SLOW_CONSUMER for s in sessions)
+    for subscription_id, values in received.items():  # each stream in publish order, nothing invented
+        expected = iter(published[subscription_id])
+        assert all(value in expected for value in values)
