@@ -11,4 +11,5 @@ Modules, inside out (each docstring states its wire format or contract exactly):
                bounded send and receive queues)
 - `relay`      the async loop joining peers to the gossip rules
 - `dialer`     `keep_connected`: reconnect to a known peer with capped exponential backoff
+- `switch`     one node's network: listener, persistent peers, one connection per node id, gossip
 """

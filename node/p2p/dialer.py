@@ -8,8 +8,9 @@ until the peer closes, then wait and dial again. The wait after the n-th consecu
 
 A dial or handshake error is a failure; so is a session shorter than `stable_s` (a peer that accepts and at once
 drops us, e.g. because it has banned us, must not be redialed in a tight loop). A session of at least `stable_s`
-resets the count, so the next wait is the base one. `sleep`, `clock` and `random` are injected so tests need no
-real waiting.
+resets the count, so the next wait is the base one. While `should_dial()` is false (e.g. the peer is already
+connected the other way round) the loop only re-checks every `base_s`. `sleep`, `clock` and `random` are
+injected so tests need no real waiting.
 """
 
 import asyncio
@@ -45,10 +46,14 @@ async def keep_connected(
     on_peer: Callable[[Peer], Awaitable[None]], config: ConnectionConfig = ConnectionConfig(),
     bans: BanList | None = None, backoff: Backoff = Backoff(),
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, clock: Callable[[], float] = time.monotonic,
-    random: Callable[[], float] = _random.random,
+    random: Callable[[], float] = _random.random, should_dial: Callable[[], bool] = lambda: True,
 ) -> None:
     failures = 0
     while True:
+        if not should_dial():
+            failures = 0
+            await sleep(backoff.base_s)
+            continue
         started = clock()
         try:
             async with open_connection(

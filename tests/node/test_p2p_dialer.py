@@ -85,3 +85,19 @@ def test_reconnects_after_the_peer_drops_and_short_sessions_count_as_failures() 
         assert sessions == [SERVER_KEY.address] * 4
         assert sleep.delays == [0.5, 1.0, 0.5, 1.0]
     asyncio.run(asyncio.wait_for(test(), 20))
+
+
+def test_does_not_dial_while_should_dial_is_false() -> None:
+    async def test() -> None:
+        sleep = FakeSleep(limit=3)
+
+        async def never(peer: Peer) -> None:
+            raise AssertionError("must not dial")
+
+        with pytest.raises(Stop):
+            await keep_connected(
+                "127.0.0.1", closed_port(), node_key=CLIENT_KEY, chain_id=CHAIN,
+                expected_peer_id=SERVER_KEY.address, on_peer=never, config=CONFIG, backoff=BACKOFF,
+                sleep=sleep, random=lambda: 0.0, should_dial=lambda: False)
+        assert sleep.delays == [BACKOFF.base_s] * 3
+    asyncio.run(asyncio.wait_for(test(), 20))
