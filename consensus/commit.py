@@ -21,7 +21,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from consensus.errors import InvalidCertificate, InvalidSignature, UnknownValidator
-from consensus.messages import PRECOMMIT, Verifier, Vote, decode_message, ed25519_verify, encode_message
+from consensus.messages import (
+    PRECOMMIT,
+    Verifier,
+    Vote,
+    decode_message,
+    ed25519_verify,
+    encode_message,
+    validate_vote_fields,
+)
 from consensus.validators import ValidatorSet
 
 
@@ -69,6 +77,7 @@ def verify_certificate(
 def validate_certificate_vote(cert: CommitCertificate, vote: Vote, previous_address: bytes) -> None:
     if not isinstance(vote, Vote) or vote.vote_type != PRECOMMIT:
         raise InvalidCertificate("certificate entries must be precommits")
+    validate_vote_fields(vote)
     if (vote.height, vote.round, vote.value_hash) != (cert.height, cert.round, cert.value_hash):
         raise InvalidCertificate("certificate vote for another height, round or value")
     if vote.validator <= previous_address:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from consensus.errors import InvalidEvidence, InvalidSignature, UnknownValidator
-from consensus.messages import Verifier, Vote, decode_message, ed25519_verify, encode_message
+from consensus.messages import Verifier, Vote, decode_message, ed25519_verify, encode_message, validate_vote_fields
 from consensus.validators import ValidatorSet
 
 
@@ -62,6 +62,8 @@ def verify_evidence(
     a, b = evidence.vote_a, evidence.vote_b
     if not (isinstance(a, Vote) and isinstance(b, Vote)):
         raise InvalidEvidence("evidence must hold two votes")
+    validate_vote_fields(a)
+    validate_vote_fields(b)
     if (a.vote_type, a.height, a.round, a.validator) != (b.vote_type, b.height, b.round, b.validator):
         raise InvalidEvidence("votes differ in type, height, round or validator")
     if _value_key(a) >= _value_key(b):

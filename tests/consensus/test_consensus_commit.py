@@ -3,7 +3,13 @@
 import pytest
 
 from consensus.commit import CommitCertificate, compute_block_time, compute_weighted_median_ms, verify_certificate
-from consensus.errors import InvalidCertificate, InvalidEvidence, InvalidSignature, UnknownValidator
+from consensus.errors import (
+    InvalidCertificate,
+    InvalidEvidence,
+    InvalidSignature,
+    MalformedMessage,
+    UnknownValidator,
+)
 from consensus.evidence import DuplicateVoteEvidence, make_duplicate_vote_evidence, verify_evidence
 from consensus.messages import PRECOMMIT, PREVOTE, compute_value_hash
 from consensus.votes import ADDED, CONFLICT, DUPLICATE, VoteSet
@@ -81,6 +87,19 @@ def test_invalid_certificate_prevotes():
     votes = tuple(sorted([prevote(s, 3, 1, V) for s in SIGNERS[:3]], key=lambda v: v.validator))
     with pytest.raises(InvalidCertificate):
         verify_certificate(CommitCertificate(3, 1, V, votes), VALSET, CHAIN)
+
+
+def test_invalid_certificate_malformed_vote():
+    cert = cert_from(SIGNERS[:3])
+    v = cert.precommits[0]
+    bad = v.__class__(v.vote_type, v.height, v.round, v.value_hash, 12345, v.timestamp_ms, v.signature)
+    with pytest.raises(MalformedMessage):
+        verify_certificate(CommitCertificate(3, 1, V, (bad,) + cert.precommits[1:]), VALSET, CHAIN)
+
+
+def test_invalid_certificate_undecodable():
+    with pytest.raises((InvalidCertificate, MalformedMessage)):
+        CommitCertificate.decode([3, 1, V, [[9, 9]]])
 
 
 def test_invalid_certificate_for_nil():

@@ -106,3 +106,15 @@ def test_cli_exit_status_reports_failures(capsys):
                                "--json"])
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 1 and summary["liveness_failures"] == 3
+
+
+@pytest.mark.slow
+def test_soak_ten_thousand_schedules():
+    """Soak run for scripts (`scripts/test -m slow tests/consensus`), not CI: about 75 s of one core."""
+    results = []
+    for seed in range(100_000, 110_000):
+        n = SIZES[seed % 3]
+        result = run_schedule(make_schedule(seed, n, (n - 1) // 3))
+        if not result.ok:
+            results.append(result)
+    assert_all_ok(results)
