@@ -43,7 +43,9 @@ from node.p2p.errors import (
     CounterExhausted, FrameError, HandshakeTimeout, P2PError, PeerRefused, UnexpectedMessage,
 )
 from node.p2p.frames import DEFAULT_MAX_FRAME_SIZE, FIRST_APPLICATION_TYPE, MSG_PING, MSG_PONG, Message
-from node.p2p.handshake import Handshake, HandshakeResult, ReplayGuard, Role, encode_chain_id
+from node.p2p.handshake import (
+    MAX_AUTH_FRAME_BYTES, Handshake, HandshakeResult, ReplayGuard, Role, encode_chain_id,
+)
 from stf.crypto import PrivateKey
 
 log = logging.getLogger("node.p2p")
@@ -71,6 +73,16 @@ class ConnectionConfig:
     max_inbound: int = 128
     ping_interval_s: float = 15.0
     idle_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_frame_size < MAX_AUTH_FRAME_BYTES:
+            raise ValueError(f"max_frame_size must be at least {MAX_AUTH_FRAME_BYTES}")
+        counts = (self.send_queue_max_messages, self.recv_queue_max_messages, self.max_inbound,
+                  self.send_queue_max_bytes, self.read_chunk_bytes)
+        if min(counts) < 1:
+            raise ValueError("queue sizes, max_inbound and read_chunk_bytes must be positive")
+        if self.idle_timeout_s <= self.ping_interval_s:
+            raise ValueError("idle_timeout_s must exceed ping_interval_s, or a quiet healthy peer is dropped")
 
 
 @dataclass(frozen=True, slots=True)

@@ -280,13 +280,11 @@ class Handshake:
             raise InvalidPeerKey("peer ephemeral key is a low-order point") from None
         if shared == bytes(len(shared)):
             raise InvalidPeerKey("peer ephemeral key gives an all-zero shared secret")
-        initiator = Role.INITIATOR
-        if self.role is initiator:
-            self._transcript = compute_transcript_hash(self._chain, self.ephemeral_public, peer_ephemeral)
-        else:
-            self._transcript = compute_transcript_hash(self._chain, peer_ephemeral, self.ephemeral_public)
+        is_initiator = self.role is Role.INITIATOR
+        own, peer = self.ephemeral_public, peer_ephemeral
+        self._transcript = compute_transcript_hash(self._chain, *((own, peer) if is_initiator else (peer, own)))
         key_i2r, key_r2i = compute_session_keys(shared, self._transcript)
-        send_key, recv_key = (key_i2r, key_r2i) if self.role is initiator else (key_r2i, key_i2r)
+        send_key, recv_key = (key_i2r, key_r2i) if is_initiator else (key_r2i, key_i2r)
         self._encoder = FrameEncoder(send_key, max_frame_size=self._max_frame_size)
         self._decoder = FrameDecoder(recv_key, max_frame_size=MAX_AUTH_FRAME_BYTES)
         self._state = _State.AWAIT_AUTH

@@ -426,3 +426,12 @@ def test_server_shutdown_closes_connected_peers() -> None:
         with pytest.raises(ConnectionError):
             await asyncio.open_connection(HOST, server.port)
     run(test)
+
+
+@pytest.mark.parametrize("change", [
+    {"max_frame_size": 100}, {"send_queue_max_messages": 0}, {"recv_queue_max_messages": 0},
+    {"ping_interval_s": 60.0, "idle_timeout_s": 60.0},
+])
+def test_invalid_connection_config(change: dict) -> None:
+    with pytest.raises(ValueError):
+        dataclasses.replace(CONFIG, **change)
