@@ -1,9 +1,9 @@
 """The thin async loop that joins connected peers to the sans-IO gossip rules (node/p2p/gossip.py).
 
 `relay_messages(peer, gossip, peers, deliver)` consumes one peer's messages until it closes: each message is
-routed by `Gossip.on_receive` among the peers in `peers`; a new one is handed to `deliver(sender_id, message)` and re-sent to the peers
-the route names; a gossip violation disconnects and bans the sender. `peers` is the caller's registry of
-connected peers by node id (the caller adds and removes entries); a target that is not in it is skipped.
+routed by `Gossip.on_receive` among the peers in `peers`; a new one is handed to `deliver(sender_id, message)`
+and re-sent to the peers the route names; a gossip violation disconnects and bans the sender. `peers` is the
+caller's registry of connected peers by node id (the caller adds and removes entries).
 `broadcast` sends our own message to every connected peer.
 
 `deliver` is synchronous and must not block: a consumer (mempool, consensus) puts the message on its own bounded
