@@ -124,6 +124,8 @@ class Peer:
         self._loop = asyncio.get_running_loop()
         self._last_received = self._loop.time()
         self.pongs_received = 0
+        self.messages_sent = self.messages_received = 0
+        self.bytes_sent = self.bytes_received = 0  # on the wire, frames included
 
     def __repr__(self) -> str:
         return f"<Peer {self.node_id.hex()[:12]} {'out' if self.outbound else 'in'} {self.remote_address}>"
@@ -149,6 +151,7 @@ class Peer:
             return False
         self._send_queue.append(frame)
         self._send_queue_bytes += len(frame)
+        self.messages_sent += msg_type >= FIRST_APPLICATION_TYPE  # like messages_received: keepalive excluded
         self._wakeup_writer.set()
         return True
 
@@ -243,11 +246,13 @@ class Peer:
                         continue
                     await self._inbox_space.acquire()
                     self._inbox.put_nowait(message)
+                    self.messages_received += 1
                 data = await self._reader.read(self.config.read_chunk_bytes)
                 if not data:
                     self._request_close(CloseReason(CLOSE_REMOTE, "peer closed the connection"), abort=False)
                     return
                 self._last_received = self._loop.time()
+                self.bytes_received += len(data)
                 self._decoder.feed(data)
         except FrameError as exc:
             detail = f"{exc.code}: {exc}"
@@ -285,6 +290,7 @@ class Peer:
                     await self._wakeup_writer.wait()
                     continue
                 frames = list(self._send_queue)
+                self.bytes_sent += self._send_queue_bytes
                 self._send_queue.clear()
                 self._send_queue_bytes = 0
                 self._writer.writelines(frames)

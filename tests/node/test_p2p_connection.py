@@ -93,6 +93,10 @@ def test_handshake_and_messages_both_ways_in_order() -> None:
                 assert replies == [Message(m.type + 1, m.payload) for m in sent]
                 assert app.received[GOOD.address] == sent
                 assert list(server.peers) == [GOOD.address]
+                inbound = server.peers[GOOD.address]
+                assert peer.messages_sent == inbound.messages_received == 300
+                assert inbound.messages_sent == peer.messages_received == 300
+                assert peer.bytes_sent > 300 * (16 + 4) and peer.bytes_received > 300 * (16 + 4)
             await app.done[GOOD.address].wait()
             assert app.reasons[GOOD.address].code == "remote_closed"
     run(test)
@@ -180,11 +184,11 @@ def test_silent_peer_is_dropped_after_the_idle_timeout() -> None:
 
 def test_pings_keep_a_quiet_connection_open() -> None:
     async def test() -> None:
-        config = dataclasses.replace(CONFIG, ping_interval_s=0.02, idle_timeout_s=0.4)
+        config = dataclasses.replace(CONFIG, ping_interval_s=0.05, idle_timeout_s=0.6)
         app = EchoApp()
         async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=app.on_peer, config=config) as server:
             async with connect(server.port, config=config) as peer:
-                while peer.pongs_received < 25:  # 25 pings take longer than the idle timeout
+                while peer.pongs_received < 15:  # 15 pings take longer than the idle timeout
                     await asyncio.sleep(0.01)
                 assert not peer.is_closing and GOOD.address in server.peers
                 assert server.peers[GOOD.address].pongs_received > 0
