@@ -247,6 +247,28 @@ def test_full_receive_queue_pauses_reading_without_losing_messages() -> None:
     run(test)
 
 
+def test_graceful_close_gives_up_on_a_peer_that_does_not_read() -> None:
+    async def test() -> None:
+        config = dataclasses.replace(CONFIG, close_timeout_s=0.2)
+        outcome: dict[str, object] = {}
+        closed = asyncio.Event()
+
+        async def stuck_flush(peer: Peer) -> None:
+            while peer.send(PING_APP, b"x" * 65536) and len(peer._send_queue) < 100:
+                await asyncio.sleep(0)  # a yield: until the kernel buffers are full and frames wait in our queue
+            peer.close()
+            await peer.wait_closed()
+            outcome["reason"] = peer.close_reason
+            closed.set()
+
+        async with serve(node_key=SERVER_KEY, chain_id=CHAIN, on_peer=stuck_flush, config=config) as server:
+            _, writer, _ = await raw_client(server.port, GOOD)  # never reads
+            await closed.wait()
+            assert outcome["reason"].code == "local"
+            writer.transport.abort()
+    run(test)
+
+
 def test_send_queue_bound_never_blocks_the_caller() -> None:
     async def test() -> None:
         config = dataclasses.replace(CONFIG, send_queue_max_messages=4)

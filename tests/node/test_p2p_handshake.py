@@ -91,6 +91,22 @@ def test_handshake_wire_format_matches_the_documented_key_schedule() -> None:
     assert is_valid_signature(ALICE.public_key, PROTOCOL_TAG + b" auth" + b"I" + transcript, auth.payload[1])
 
 
+def test_pinned_vector_for_other_implementations() -> None:
+    """Fixed inputs (ephemeral secrets 0x11 * 32 and 0x22 * 32, chain "kabuto-test") and their outputs, so a
+    second implementation or a document can be checked byte for byte."""
+    e_i, e_r = nacl.bindings.crypto_scalarmult_base(EPH_I), nacl.bindings.crypto_scalarmult_base(EPH_R)
+    assert e_i.hex() == "7b4e909bbe7ffe44c465a220037d608ee35897d31ef972f07f74892cb0f73f13"
+    assert e_r.hex() == "0faa684ed28867b97f4a6a2dee5df8ce974e76b7018e3f22a1c4cf2678570f20"
+    transcript, key_i2r, key_r2i = derive_documented_keys()
+    assert transcript.hex() == "e9e80727c910ec10a83f4fd3071d66810699c4b96174f3cbf885af2b72b2d717"
+    assert key_i2r.hex() == "a80451e4f236dd7ba221dec3d00c839e817308b936f5381ac6191c5bb45b7925"
+    assert key_r2i.hex() == "9c5a3de5c9ec0ebaf07c7a8e56768047f0f5ddb26a091d1f010631a03651ae9d"
+    initiator, responder = make_pair()
+    run_in_memory(initiator, responder)
+    first_application_frame = initiator.result.encoder.encode(16, b"tx")  # counter 1: AUTH used 0
+    assert first_application_frame.hex() == "000000169b4b5637650cbf3de77b0cc2b33f40f9c9567bb9c090"
+
+
 def test_application_frames_sent_with_auth_are_kept_for_the_session() -> None:
     initiator, responder = make_pair()
     responder.receive_data(initiator.data_to_send())
