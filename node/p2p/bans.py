@@ -5,6 +5,11 @@ layer). Handshake failures never ban: the identity was not proven. A ban is an e
 passed in (`time.monotonic` in the node, a fake clock in tests, so no test sleeps). Re-banning keeps the later
 expiry. The list is bounded: at `capacity` entries, expired bans are dropped first, then the ban that ends
 soonest (ties broken by node id), so a flood of throwaway identities cannot grow memory without limit.
+
+Known limit: the length prefix and the MAC are checked before the sender is proven, so an attacker on the network
+path who injects bytes into a session gets the honest peer banned (`FrameTooLarge`, `MalformedFrame`,
+`FrameAuthenticationFailed`). Only `MalformedMessage` and `UnexpectedMessage` come from an authenticated frame
+and prove the peer itself misbehaved. The ban is short and the same attacker could cut the connection anyway.
 """
 
 from collections.abc import Callable
