@@ -3,37 +3,48 @@
 This file is the single definition of how the state root is hashed (docs/STATE_ROOT.md is its prose twin).
 `stf/merkle.py` imports every constant and hash function from here, so prover and verifier cannot drift.
 
-It deliberately imports nothing but `hashlib` and builtins, so a wallet or light client can copy this one file
-and check a proof without the rest of the node (no msgpack, no nacl, nothing else from `stf`).
+It deliberately imports nothing but `hashlib` and `zlib` (both in every Python), so a wallet or light client
+can copy this one file and check a proof without the rest of the node (no msgpack, no nacl, nothing from `stf`).
 
 Contract (all hashes are SHA-256, all integers big-endian, `||` is concatenation):
 
 - key: 1..31 bytes (state keys are at most 21).
 - leaf digest: ``SHA256(0x00 || len(key) as 1 byte || key || value)``. The key is length-prefixed, so the value
   is everything after it and no two (key, value) pairs share a preimage.
-- bucket index: the first ``DEPTH`` bits of ``SHA256(key)``.
+- bucket index: the top 16 bits of ``CRC32(key)`` (zlib's CRC-32, the one in every standard library), a number
+  in ``[0, 65536)``. It only spreads keys; it commits to nothing, the bucket's preimage does.
 - key field (32 bytes): ``key || zero bytes up to 31 || len(key) as 1 byte``. Comparing key fields as unsigned
   bytes orders them exactly like the keys themselves (a proper prefix first), and the width is fixed.
 - record (64 bytes): ``key field || leaf digest``.
 - bucket hash: ``SHA256(0x01 || record_1 || ... || record_n)`` over the bucket's entries in ascending key
   order. An empty bucket is ``SHA256(0x01)``: no special case.
-- inner node: ``SHA256(0x02 || left || right)``; the tree is a complete binary tree of depth ``DEPTH`` whose
-  leaves are the ``2**DEPTH`` bucket hashes in index order. The state root is the top node.
+- inner node: ``SHA256(0x02 || child_0 || ... || child_15)``; the tree is a complete 16-ary tree of ``LEVELS``
+  levels above the ``2**16`` bucket hashes, which sit in index order at level ``LEVELS``. Node ``(k, i)`` has
+  children ``(k + 1, 16i) .. (k + 1, 16i + 15)``. The state root is node ``(0, 0)``.
 
 A proof for a key is the other entries of its bucket (sorted (key, leaf digest) pairs, the key itself left out)
-and the ``DEPTH`` sibling hashes from the bucket level up to just below the root. The same shape proves
-membership (the verifier inserts the claimed leaf) and absence (the verifier inserts nothing).
+and, for each level from the buckets up, the 15 sibling hashes in child order with the key's own node left out.
+The same shape proves membership (the verifier inserts the claimed leaf) and absence (it inserts nothing).
 
 Known limits: keys are at most 31 bytes, so a record has a fixed width and the node can find a key in a
-bucket by binary search. The proof binds the key and the value bytes; what those bytes mean (the msgpack
-encoding of an account, say) is the caller's business. A proof is as large as the key's bucket, about
-N / 2**DEPTH entries of ~53 bytes each plus DEPTH * 32 bytes.
+bucket by binary search. CRC-32 is not collision resistant: whoever can choose keys can crowd one bucket, at a
+cost of ~65,536 tries per key, which is no harder with SHA-256 (16 bits are 16 bits); a crowded bucket makes
+each change to it and each proof of it proportionally larger. The proof binds the key and the value bytes;
+what they mean is the caller's business. A proof carries N / 65,536 entries of ~53 bytes plus 4 * 15 * 32.
 """
 
 import hashlib
+import zlib
 
-DEPTH = 13
-"""Tree depth: 2**DEPTH buckets. A protocol constant; changing it changes every root."""
+ARITY = 16
+"""Children per inner node. A protocol constant; changing it changes every root."""
+
+LEVELS = 4
+"""Inner levels above the buckets: ARITY**LEVELS = 65,536 buckets. A protocol constant."""
+
+BUCKET_BITS = 16
+BUCKET_COUNT = 1 << BUCKET_BITS
+SIBLING_COUNT = ARITY - 1
 
 DIGEST_SIZE = 32
 MAX_KEY_SIZE = 31
@@ -44,19 +55,24 @@ TAG_LEAF = b"\x00"
 TAG_BUCKET = b"\x01"
 TAG_NODE = b"\x02"
 
+assert ARITY**LEVELS == BUCKET_COUNT
+
 
 LENGTH_BYTES = tuple(bytes((n,)) for n in range(MAX_KEY_SIZE + 1))
 """LENGTH_BYTES[n] == bytes((n,)), precomputed because it sits on the per-entry hot path."""
 
+LEAF_PREFIXES = tuple(TAG_LEAF + LENGTH_BYTES[n] for n in range(MAX_KEY_SIZE + 1))
+"""LEAF_PREFIXES[n] == 0x00 || n: the start of a leaf preimage for an n-byte key."""
+
 
 def compute_leaf_digest(key: bytes, value: bytes) -> bytes:
     """The commitment to one entry: SHA256(0x00 || len(key) || key || value)."""
-    return hashlib.sha256(TAG_LEAF + LENGTH_BYTES[len(key)] + key + value).digest()
+    return hashlib.sha256(LEAF_PREFIXES[len(key)] + key + value).digest()
 
 
 def compute_bucket_index(key: bytes) -> int:
-    """The first DEPTH bits of SHA256(key), read big-endian."""
-    return int.from_bytes(hashlib.sha256(key).digest()[:4], "big") >> (32 - DEPTH)
+    """The top 16 bits of the key's CRC-32: a bucket in [0, 65536)."""
+    return zlib.crc32(key) >> 16
 
 
 def encode_key_field(key: bytes) -> bytes:
@@ -79,21 +95,21 @@ def compute_bucket_hash_of_records(records: bytes) -> bytes:
     return hashlib.sha256(TAG_BUCKET + records).digest()
 
 
-def compute_node_hash(left: bytes, right: bytes) -> bytes:
-    """Hash of an inner node from its two children."""
-    return hashlib.sha256(TAG_NODE + left + right).digest()
+def compute_node_hash(children: bytes) -> bytes:
+    """Hash of an inner node from its 16 child hashes, concatenated in child order (512 bytes)."""
+    return hashlib.sha256(TAG_NODE + children).digest()
 
 
 def compute_empty_hashes() -> tuple[bytes, ...]:
-    """EMPTY[d] is the hash of an all-empty subtree whose top sits at depth d (EMPTY[DEPTH]: empty bucket)."""
+    """EMPTY[k] is the hash of an all-empty subtree whose top sits at level k (EMPTY[LEVELS]: empty bucket)."""
     hashes = [compute_bucket_hash([])]
-    for _ in range(DEPTH):
-        hashes.append(compute_node_hash(hashes[-1], hashes[-1]))
+    for _ in range(LEVELS):
+        hashes.append(compute_node_hash(hashes[-1] * ARITY))
     return tuple(reversed(hashes))
 
 
 EMPTY_HASHES = compute_empty_hashes()
-EMPTY_BUCKET_HASH = EMPTY_HASHES[DEPTH]
+EMPTY_BUCKET_HASH = EMPTY_HASHES[LEVELS]
 EMPTY_ROOT = EMPTY_HASHES[0]
 
 
@@ -105,20 +121,26 @@ def is_valid_digest(digest: object) -> bool:
     return isinstance(digest, bytes) and len(digest) == DIGEST_SIZE
 
 
+def is_valid_sibling_group(group: object) -> bool:
+    return isinstance(group, tuple) and len(group) == SIBLING_COUNT and all(is_valid_digest(s) for s in group)
+
+
 class Proof:
     """Evidence that a key holds a value (or nothing) under a state root. Immutable plain data.
 
     `entries`: the bucket's other (key, leaf digest) pairs, ascending by key, the proven key left out.
-    `siblings`: DEPTH hashes; siblings[0] is the sibling of the key's bucket, siblings[-1] a child of the root.
+    `siblings`: LEVELS groups of 15 hashes, bottom up. siblings[0] holds the other buckets under the key's
+    level-3 node, siblings[-1] the other children of the root; each group is in child order with the key's own
+    node left out (it sits at position (bucket index >> 4k) & 15 of group k).
 
-    Hand-written rather than a dataclass so that this file needs nothing but hashlib.
+    Hand-written rather than a dataclass so that this file needs nothing but hashlib and zlib.
     """
 
     __slots__ = ("entries", "siblings")
     entries: tuple[tuple[bytes, bytes], ...]
-    siblings: tuple[bytes, ...]
+    siblings: tuple[tuple[bytes, ...], ...]
 
-    def __init__(self, entries: tuple[tuple[bytes, bytes], ...], siblings: tuple[bytes, ...]) -> None:
+    def __init__(self, entries: tuple[tuple[bytes, bytes], ...], siblings: tuple[tuple[bytes, ...], ...]) -> None:
         object.__setattr__(self, "entries", entries)
         object.__setattr__(self, "siblings", siblings)
 
@@ -137,8 +159,8 @@ class Proof:
         return f"Proof(entries={self.entries!r}, siblings={self.siblings!r})"
 
     def to_wire(self) -> list[list[object]]:
-        """Plain nested lists of bytes: [[[key, digest], ...], [sibling, ...]]. Hex-encode each bytes for JSON."""
-        return [[[k, d] for k, d in self.entries], list(self.siblings)]
+        """Plain nested lists of bytes: [[[key, digest], ...], [[15 hashes] * 4]]. Hex each bytes for JSON."""
+        return [[[k, d] for k, d in self.entries], [list(group) for group in self.siblings]]
 
     @classmethod
     def from_wire(cls, wire: object) -> "Proof":
@@ -165,13 +187,18 @@ def parse_entries(raw: object) -> tuple[tuple[bytes, bytes], ...]:
     return tuple(entries)
 
 
-def parse_siblings(raw: object) -> tuple[bytes, ...]:
-    if not isinstance(raw, (list, tuple)) or len(raw) != DEPTH:
-        raise ValueError(f"proof: expected a list of exactly {DEPTH} sibling hashes")
-    siblings = tuple(bytes_or_error(s, "sibling") for s in raw)
-    if not all(is_valid_digest(s) for s in siblings):
-        raise ValueError("proof: every sibling must be 32 bytes")
-    return siblings
+def parse_siblings(raw: object) -> tuple[tuple[bytes, ...], ...]:
+    if not isinstance(raw, (list, tuple)) or len(raw) != LEVELS:
+        raise ValueError(f"proof: expected a list of exactly {LEVELS} sibling groups")
+    groups = []
+    for group in raw:
+        if not isinstance(group, (list, tuple)) or len(group) != SIBLING_COUNT:
+            raise ValueError(f"proof: each sibling group must be a list of exactly {SIBLING_COUNT} hashes")
+        siblings = tuple(bytes_or_error(s, "sibling") for s in group)
+        if not all(is_valid_digest(s) for s in siblings):
+            raise ValueError("proof: every sibling must be 32 bytes")
+        groups.append(siblings)
+    return tuple(groups)
 
 
 def bytes_or_error(value: object, what: str) -> bytes:
@@ -189,9 +216,9 @@ def is_well_formed(key: object, value: object, proof: object) -> bool:
     """Shape checks, so that verification of any input returns a bool instead of raising."""
     if not is_valid_key(key) or not (value is None or isinstance(value, bytes)):
         return False
-    if not isinstance(proof, Proof) or not isinstance(proof.siblings, tuple) or len(proof.siblings) != DEPTH:
+    if not isinstance(proof, Proof) or not isinstance(proof.siblings, tuple) or len(proof.siblings) != LEVELS:
         return False
-    if not all(is_valid_digest(s) for s in proof.siblings) or not isinstance(proof.entries, tuple):
+    if not all(is_valid_sibling_group(group) for group in proof.siblings) or not isinstance(proof.entries, tuple):
         return False
     for item in proof.entries:
         if not isinstance(item, tuple) or len(item) != 2:
@@ -213,9 +240,9 @@ def compute_proof_root(key: bytes, value: bytes | None, proof: Proof) -> bytes |
         entries.append((key, compute_leaf_digest(key, value)))
         entries.sort()
     node = compute_bucket_hash(entries)
-    for sibling in proof.siblings:
-        node = compute_node_hash(sibling, node) if index & 1 else compute_node_hash(node, sibling)
-        index >>= 1
+    for level, group in enumerate(proof.siblings):
+        position = (index >> (4 * level)) & (ARITY - 1)
+        node = compute_node_hash(b"".join(group[:position]) + node + b"".join(group[position:]))
     return node
 
 

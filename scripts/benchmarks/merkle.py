@@ -5,6 +5,9 @@ each change CHANGED random entries (60% overwrite, 20% delete, 20% insert of a n
 about constant) and call root(). Reports the time per block and per changed entry (the set/delete calls plus
 root(), on one core), and the traced bytes per entry of the built map (tracemalloc, keys and values freed).
 
+Block times are reported twice: wall clock and the process's CPU time. On a shared machine the wall clock
+includes time spent waiting for a core; the CPU time does not, so it is the steadier figure to compare designs.
+
 Measures, never asserts. Usage: scripts/bench merkle [--json] [--entries N] [--changed N] [--blocks N]
 With --json the last line of output is one JSON object.
 """
@@ -26,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from stf.merkle import MerkleMap  # noqa: E402
-from stf.proof import DEPTH, verify_proof  # noqa: E402
+from stf.proof import ARITY, BUCKET_COUNT, LEVELS, verify_proof  # noqa: E402
 
 SEED = 20261122
 
@@ -86,18 +89,20 @@ def plan_block(rng: random.Random, live: list[int], next_id: int, changed: int) 
     return ops, next_id
 
 
-def run_blocks(entries: int, changed: int, blocks: int) -> list[float]:
+def run_blocks(entries: int, changed: int, blocks: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and CPU seconds of each block."""
     tree = build(entries)
     rng = random.Random(SEED)
     live = list(range(entries))
     next_id = entries
     times = []
+    cpu_times = []
     for height in range(1, blocks + 1):
         ops, next_id = plan_block(rng, live, next_id, changed)
         # Keys and values are prepared outside the timed region: the STF already has them.
         prepared = [(op, make_key(n), make_value(n, height)) for op, n in ops]
         gc.collect()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for op, key, value in prepared:
             if op == "set":
                 tree.set(key, value)
@@ -105,8 +110,9 @@ def run_blocks(entries: int, changed: int, blocks: int) -> list[float]:
                 tree.delete(key)
         tree.root()
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     assert len(tree) == len(live)
-    return times
+    return times, cpu_times
 
 
 def measure_proof(entries: int) -> tuple[int, float]:
@@ -115,7 +121,7 @@ def measure_proof(entries: int) -> tuple[int, float]:
     key = make_key(7)
     proof = tree.prove(key)
     root = tree.root()
-    size = sum(len(k) + len(d) for k, d in proof.entries) + sum(len(s) for s in proof.siblings)
+    size = sum(len(k) + len(d) for k, d in proof.entries) + sum(len(s) for group in proof.siblings for s in group)
     rounds = 2000
     start = time.perf_counter()
     for _ in range(rounds):
@@ -137,14 +143,17 @@ def main() -> None:
     start = time.perf_counter()
     build(args.entries)
     build_ms = (time.perf_counter() - start) * 1e3
-    times = run_blocks(args.entries, args.changed, args.blocks)
+    times, cpu_times = run_blocks(args.entries, args.changed, args.blocks)
     proof_bytes, verify_us = measure_proof(args.entries)
     block_ms = statistics.median(times) * 1e3
+    cpu_ms = statistics.median(cpu_times) * 1e3
     result = {
         "benchmark": "merkle",
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "depth": DEPTH,
+        "arity": ARITY,
+        "levels": LEVELS,
+        "buckets": BUCKET_COUNT,
         "entries": args.entries,
         "changed_per_block": args.changed,
         "blocks": args.blocks,
@@ -152,16 +161,22 @@ def main() -> None:
         "block_ms_min": round(min(times) * 1e3, 2),
         "block_ms_max": round(max(times) * 1e3, 2),
         "us_per_changed_entry": round(block_ms * 1e3 / args.changed, 3),
+        "cpu_ms_median": round(cpu_ms, 2),
+        "cpu_ms_min": round(min(cpu_times) * 1e3, 2),
+        "cpu_us_per_changed_entry": round(cpu_ms * 1e3 / args.changed, 3),
         "bytes_per_entry": round(bytes_per_entry, 1),
         "empty_map_bytes": empty_bytes,
         "build_ms": round(build_ms, 1),
         "proof_bytes": proof_bytes,
         "verify_us": round(verify_us, 1),
     }
-    print(f"merkle: depth {DEPTH}, {args.entries} entries, {args.changed} changed per block, {args.blocks} blocks")
+    print(f"merkle: {ARITY}-ary, {LEVELS} levels over {BUCKET_COUNT} buckets, {args.entries} entries, "
+          f"{args.changed} changed per block, {args.blocks} blocks")
     print(f"  block (sets/deletes + root): median {result['block_ms_median']} ms "
           f"(min {result['block_ms_min']}, max {result['block_ms_max']}), "
           f"{result['us_per_changed_entry']} us per changed entry")
+    print(f"  CPU time per block: median {result['cpu_ms_median']} ms (min {result['cpu_ms_min']}), "
+          f"{result['cpu_us_per_changed_entry']} us per changed entry")
     print(f"  memory: {result['bytes_per_entry']} traced bytes per entry; empty map {empty_bytes} bytes")
     print(f"  build of {args.entries} entries: {result['build_ms']} ms")
     print(f"  proof: {proof_bytes} bytes, verify {result['verify_us']} us")
