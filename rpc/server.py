@@ -53,7 +53,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -88,6 +88,7 @@ class RpcServer:
         self.sessions: set[Session] = set()
         self.messages = {"http": 0, "websocket": 0}
         self.calls: dict[tuple[str, int], int] = {}  # (method label, 0 or error code) -> count
+        self.aborted = 0
 
     # -- JSON-RPC over either transport ----------------------------------------------------------------------
 
@@ -170,15 +171,25 @@ class RpcServer:
         return ws
 
     async def _serve_session(self, request: web.Request, ws: web.WebSocketResponse, session: Session) -> None:
-        """Reader and writer run until a close is requested; then the writer stops and the socket closes."""
+        """Reader and writer run until a close is requested; the writer then closes the socket.
+
+        A peer that has not completed the close handshake within `ws_close_timeout_seconds` of the request
+        (it stopped reading, or never answers) is aborted: a graceful close would keep the socket, and what is
+        buffered for it, for as long as the peer keeps its receive window at zero.
+        """
         ctx = CallContext(self.views, session.peer, session)
+        transport = request.transport
         async with asyncio.TaskGroup() as tasks:
             reader = tasks.create_task(self._read_messages(ws, session, ctx))
             writer = tasks.create_task(self._write_frames(ws, session))
             await session.wait_closing()
+            reader.cancel()  # so that close() reads the peer's close frame itself
+            await asyncio.wait({writer}, timeout=self.config.ws_close_timeout_seconds)
             writer.cancel()
-            await self._close(request, ws, session)
-            reader.cancel()
+        clean = not writer.cancelled() and writer.result()
+        if not clean and transport is not None:
+            transport.abort()
+            self.aborted += 1
 
     async def _read_messages(self, ws: web.WebSocketResponse, session: Session, ctx: CallContext) -> None:
         try:
@@ -196,26 +207,24 @@ class RpcServer:
         finally:
             session.request_close(CLOSE_NORMAL, "")
 
-    async def _write_frames(self, ws: web.WebSocketResponse, session: Session) -> None:
+    async def _write_frames(self, ws: web.WebSocketResponse, session: Session) -> bool:
+        """Write queued frames until a close is requested, then close; True if the close handshake completed.
+
+        The one task that writes data frames also writes the close frame, so no two tasks wait on aiohttp's
+        shared drain future (cancelling one waiter would cancel it for the other).
+        """
         try:
             while (frames := await session.take_frames()) is not None:
                 for frame in frames:
                     await ws.send_str(frame)
+            if ws.closed:
+                return True  # the peer closed first and aiohttp answered it
+            await ws.close(code=session.close_code or CLOSE_NORMAL, message=session.close_reason.encode())
+            return ws.close_code != WSCloseCode.ABNORMAL_CLOSURE  # aiohttp's mark for "no close frame came back"
         except ConnectionError:
-            pass  # the peer is gone; the reader sees it too
+            return False
         finally:
             session.request_close(CLOSE_NORMAL, "")
-
-    async def _close(self, request: web.Request, ws: web.WebSocketResponse, session: Session) -> None:
-        if ws.closed:
-            return
-        code = session.close_code or CLOSE_NORMAL
-        try:
-            async with asyncio.timeout(self.config.ws_close_timeout_seconds):
-                await ws.close(code=code, message=session.close_reason.encode())
-        except (TimeoutError, ConnectionError):
-            if request.transport is not None:
-                request.transport.abort()
 
     async def on_shutdown(self, app: web.Application) -> None:
         for session in list(self.sessions):
@@ -242,6 +251,9 @@ class RpcServer:
         yield CounterMetricFamily(
             "kabuto_rpc_connections_refused", "WebSocket upgrades refused by a connection cap",
             value=self.connections.refused)
+        yield CounterMetricFamily(
+            "kabuto_rpc_connections_aborted", "WebSockets aborted because the peer did not complete the close in time",
+            value=self.aborted)
         yield GaugeMetricFamily("kabuto_rpc_websocket_connections", "open WebSocket connections",
                                 value=len(self.sessions))
         yield GaugeMetricFamily("kabuto_rpc_subscriptions", "live subscriptions",

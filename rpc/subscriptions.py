@@ -124,6 +124,8 @@ class Session:
         return ok
 
     def send_notification(self, frame: str) -> bool:
+        if self.is_closing:
+            return False
         if self._calls:
             if len(self._frames) + len(self._held) >= self.capacity:
                 return self._overflow()

@@ -20,7 +20,7 @@ from rpc.config import RpcConfig
 from rpc.jsonrpc import (
     INVALID_REQUEST, LIMIT_EXCEEDED, METHOD_NOT_FOUND, PARSE_ERROR, CallContext, Int, Param, Route, Router, Str,
 )
-from rpc.server import HUB, make_app
+from rpc.server import HUB, SERVER, make_app
 from rpc.subscriptions import CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG, CLOSE_SLOW_CONSUMER, Channel, Hub
 
 
@@ -193,6 +193,9 @@ def test_websocket_request_response() -> None:
             await ws.send_bytes(request("add", [5, 5], 3).encode())
             assert json.loads(await ws.receive_str())["result"] == 10
             assert (await rpc(ws, "add", [1.5, 2]))["error"]["code"] == -32602
+            await ws.send_bytes(b"\xff\xfe garbage")
+            assert json.loads(await ws.receive_str())["error"]["code"] == PARSE_ERROR
+            assert (await rpc(ws, "add", [2, 2], 4))["result"] == 4  # the connection survives bad input
             await ws.close()
 
     run(scenario)
@@ -261,6 +264,42 @@ def test_slow_consumer_is_closed_while_a_fast_one_keeps_receiving() -> None:
             assert "kabuto_rpc_slow_consumer_closes_total 1.0" in await (await server.http.get(
                 server.url + "/metrics")).text()
             await fast.close()
+
+    run(scenario)
+
+
+class WatchedHub(Hub):
+    """A hub that reports when a connection's handler has ended (the server detaches it last)."""
+
+    def __init__(self) -> None:
+        super().__init__(CHANNELS)
+        self.detached = asyncio.Event()
+
+    def detach(self, session: Any) -> None:
+        again = session.is_detached  # the hub detached it when it overflowed; the handler does so when it ends
+        super().detach(session)
+        if again and session.close_code == CLOSE_SLOW_CONSUMER:
+            self.detached.set()
+
+
+def test_a_client_that_never_reads_is_aborted_after_the_close_timeout() -> None:
+    async def scenario() -> None:
+        hub = WatchedHub()
+        async with serve(RpcConfig(send_queue_messages=2, ws_close_timeout_seconds=0.2), hub=hub) as server:
+            stuck = await server.ws()
+            await rpc(stuck, "subscribe", {"channel": "blocks"})
+            payload = "y" * 65536
+            for n in range(2000):
+                if hub.slow_consumer_closes:
+                    break
+                hub.publish("blocks", None, {"n": n, "payload": payload})
+                await asyncio.sleep(0)  # let the writer run, as a live node would between blocks
+            assert hub.slow_consumer_closes == 1
+            await hub.detached.wait()  # the handler ended although the client never read its close frame
+            assert len(server.app[SERVER].sessions) == 0 and server.app[SERVER].aborted == 1
+            while (message := await stuck.receive()).type is WSMsgType.TEXT:
+                pass
+            assert message.type is not WSMsgType.CLOSE  # aborted: no close frame reached it
 
     run(scenario)
 

@@ -147,6 +147,16 @@ def test_held_notifications_count_against_the_bound() -> None:
     assert session.close_code == CLOSE_SLOW_CONSUMER
 
 
+def test_nothing_is_queued_after_an_overflow_during_a_call() -> None:
+    # Found by the model test below: the third subscription's frame was held after the second overflowed.
+    hub, session = make_hub(), Session("a", 1, 3)
+    for _ in range(3):
+        hub.subscribe(session, None, "blocks", {})
+    session.begin_call()
+    assert hub.publish("blocks", None, 0) == 1
+    assert session.close_code == CLOSE_SLOW_CONSUMER and not session._held and not session._frames
+
+
 def test_snapshot_is_the_first_notification() -> None:
     hub = make_hub(snapshot=lambda views, market: {"snapshot": market, "views": views})
     session = Session("a", 8, 8)
