@@ -33,7 +33,8 @@ WebSocket behaviour: messages of one connection are answered one after another, 
 every `ws_heartbeat_seconds` and drops a peer that has not answered within half of that; a message larger than
 `max_body_bytes` closes the connection with 1009; an overflowing send buffer closes it with 4008
 "slow consumer"; shutdown closes every connection with 1001 "server shutting down". A close that the peer does
-not complete within `ws_close_timeout_seconds` aborts the TCP connection. Close codes: `rpc/subscriptions.py`.
+not complete within `ws_close_timeout_seconds` of the close request aborts the TCP connection (so a peer that
+stopped reading cannot pin a socket and its buffer). Close codes: `rpc/subscriptions.py`.
 
 Rate limiting (`rpc/limits.py`) is per client address and shared by HTTP and WebSocket. A body that arrives
 when the address has no token left is answered with a single -32005 error (id null) without being parsed.
@@ -41,7 +42,7 @@ when the address has no token left is answered with a single -32005 error (id nu
 Metrics (registered on `registry`): `kabuto_rpc_messages_total{transport}` (HTTP bodies and WebSocket
 messages), `kabuto_rpc_calls_total{method,code}` (every call or batch entry; code 0 for a result, else the error
 code; method is a routed name, "unknown" or "invalid", so clients cannot grow the label set),
-`kabuto_rpc_rate_limited_total`, `kabuto_rpc_connections_refused_total`,
+`kabuto_rpc_rate_limited_total`, `kabuto_rpc_connections_refused_total`, `kabuto_rpc_connections_aborted_total`,
 `kabuto_rpc_websocket_connections`, `kabuto_rpc_subscriptions`, `kabuto_rpc_notifications_total`,
 `kabuto_rpc_slow_consumer_closes_total`. One app per registry (a second would register the names twice).
 """
