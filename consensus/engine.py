@@ -324,8 +324,8 @@ class Engine:
     def on_committed(self, event: Committed) -> None:
         if event.height != self.height or not self.decided:
             return
+        following = self.next_validators.next_height_set(event.validator_updates)  # may raise: before logging
         self._log(event, flush=True)
-        following = self.next_validators.next_height_set(event.validator_updates)
         self.validators, self.next_validators = self.next_validators, following
         buffered = self._future
         self._reset_height(self.height + 1)

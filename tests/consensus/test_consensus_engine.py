@@ -7,6 +7,7 @@ from consensus.engine import Engine
 from consensus.errors import (
     FutureHeight,
     FutureRound,
+    InvalidValidatorUpdate,
     SimulatedCrash,
     InvalidSignature,
     MalformedMessage,
@@ -423,6 +424,17 @@ def test_validator_updates_take_effect_two_heights_later():
     h.feed(Committed(1, (ValidatorUpdate(newcomer.public_key, 3),)))
     assert h.engine.validators.get(newcomer.address) is None
     assert h.engine.next_validators.power_of(newcomer.address) == 3
+
+
+def test_invalid_validator_update_is_rejected_before_anything_changes():
+    h = Harness()
+    decide_height_1(h)
+    before = bytes(h.wal.data)
+    with pytest.raises(InvalidValidatorUpdate):
+        h.feed(Committed(1, (ValidatorUpdate(make_signers(1, b"nobody")[0].public_key, 0),)))
+    assert bytes(h.wal.data) == before and h.engine.height == 1
+    h.feed(Committed(1))
+    assert h.engine.height == 2
 
 
 def test_block_sync_certificate_decides_the_height():
