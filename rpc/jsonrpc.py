@@ -203,7 +203,8 @@ def parse_message(body: bytes | str, limits: ParseLimits = ParseLimits()) -> Mes
     try:
         value = _decoder.decode(text)
     except (ValueError, RecursionError) as exc:
-        return _whole_body_error(PARSE_ERROR, f"Parse error: {exc}")
+        reason = str(exc).split(";")[0]  # CPython's int-digits message goes on about sys.set_int_max_str_digits
+        return _whole_body_error(PARSE_ERROR, f"Parse error: {reason}")
     if not isinstance(value, list):
         return Message((validate_request(value),), is_batch=False)
     if not value:
@@ -270,10 +271,11 @@ def encode_result(request_id: Id, result_json: str) -> str:
 
 
 def encode_error(request_id: Id, error: RpcError) -> str:
+    """The error response; `data` that is not JSON without floats is left out rather than sent."""
     try:
-        body = json.dumps(error.to_json(), separators=(",", ":"), allow_nan=False, default=_encode_default)
+        body = encode_json(error.to_json())
     except (TypeError, ValueError):
-        body = json.dumps({"code": error.code, "message": str(error.message)})
+        body = encode_json({"code": int(error.code), "message": str(error.message)})
     return f'{{"jsonrpc":"2.0","id":{json.dumps(request_id)},"error":{body}}}'
 
 

@@ -332,6 +332,17 @@ def test_handler_rpc_error_is_sent_as_is() -> None:
     assert response["error"] == {"code": -32001, "message": "block not found", "data": {"height": "7"}}
 
 
+def test_error_data_with_a_float_is_left_out() -> None:
+    router = Router({"m": Route(lambda ctx: (_ for _ in ()).throw(RpcError(-32001, "no", {"ratio": 0.5})))})
+    response = call('{"jsonrpc": "2.0", "method": "m", "id": 1}', router=router)
+    assert response["error"] == {"code": -32001, "message": "no"}
+
+
+def test_parse_error_message_names_no_interpreter_internals() -> None:
+    message = call(b"1" * 5000)["error"]["message"]
+    assert message.startswith("Parse error: ") and "sys." not in message
+
+
 def test_float_result_is_internal_error() -> None:
     assert error_code(call('{"jsonrpc": "2.0", "method": "float", "id": 1}')) == INTERNAL_ERROR
 
