@@ -3,20 +3,21 @@
 The node maps its TOML `[rpc]` table onto `RpcConfig` field by field; nothing in `rpc/` reads files or the
 environment. Every limit, when hit, gives the client an error that names it (see `rpc/limits.py`).
 
-| field                            | default | bounds                                                                |
-|----------------------------------|---------|-----------------------------------------------------------------------|
-| `max_body_bytes`                 | 1 MiB   | an HTTP body (HTTP 413 + -32600) and a WebSocket message (close 1009) |
-| `max_batch_length`               | 100     | requests in one batch (-32600)                                        |
-| `max_json_depth`                 | 32      | nesting of arrays/objects in one body (-32600)                        |
-| `max_connections`                | 1024    | open WebSocket connections in total (HTTP 503 + -32005 on upgrade)    |
-| `max_connections_per_ip`         | 16      | open WebSocket connections per client address (HTTP 503 + -32005)     |
-| `max_subscriptions_per_connection` | 64    | live subscriptions on one WebSocket (-32005)                          |
-| `requests_per_second_per_ip`     | 50      | sustained calls per client address, HTTP and WebSocket together       |
-| `burst_per_ip`                   | 100     | calls a client address may make at once before the rate applies       |
-| `max_tracked_ips`                | 65536   | rate-limit buckets kept; the least recently used is forgotten         |
-| `send_queue_messages`            | 1024    | frames waiting to be written to one WebSocket (close 4008 when full)  |
-| `ws_heartbeat_seconds`           | 20      | ping interval; no pong within half of it drops the peer (1006)        |
-| `ws_close_timeout_seconds`       | 5       | wait for the peer's close frame before the socket is aborted          |
+| field                              | default | bounds                                                              |
+|------------------------------------|---------|---------------------------------------------------------------------|
+| `max_body_bytes`                   | 1 MiB   | an HTTP body (HTTP 413 + -32600), a WebSocket message (close 1009)  |
+| `max_batch_length`                 | 100     | requests in one batch (-32600)                                      |
+| `max_json_depth`                   | 32      | nesting of arrays and objects in one body (-32600)                  |
+| `max_connections`                  | 1024    | open WebSockets in total (upgrade refused: HTTP 503 + -32005)       |
+| `max_connections_per_ip`           | 16      | open WebSockets per client address (HTTP 503 + -32005)              |
+| `max_subscriptions_per_connection` | 64      | live subscriptions on one WebSocket (-32005)                        |
+| `requests_per_second_per_ip`       | 50      | sustained calls per client address, HTTP and WebSocket together     |
+|                                    |         | (-32005)                                                            |
+| `burst_per_ip`                     | 100     | calls a client address may make at once before the rate applies     |
+| `max_tracked_ips`                  | 65536   | rate-limit buckets kept; the least recently used is forgotten       |
+| `send_queue_messages`              | 1024    | frames waiting to be written to one WebSocket (close 4008 when full) |
+| `ws_heartbeat_seconds`             | 20      | ping interval; no pong within half of it drops the peer (1006)      |
+| `ws_close_timeout_seconds`         | 5       | from a close request to the end of the handshake; then abort        |
 
 A call is one entry of a batch: a batch of 10 costs 10 tokens. A body that fails to parse costs one.
 """
