@@ -136,6 +136,7 @@ class ScheduleResult:
     evidence: int = 0
     restarts: int = 0
     torn_restarts: int = 0
+    violation_at: int = -1  # trace length when the first safety violation was seen
     trace: list[str] = field(default_factory=list)
 
     @property
@@ -566,27 +567,31 @@ class Simulation:
 
     def _commit(self, inst: Instance, action: Commit) -> Committed:
         app = inst.app
+        self._trace(f"commit #{inst.ident} height {action.height} value {action.value!r}")
         if inst.honest:
             self._check_decision(inst, action)
         updates = app.commit(action.height, action.value, action.certificate) if action.height > app.height else ()
-        self._trace(f"commit #{inst.ident} height {action.height} value {action.value!r}")
         return Committed(action.height, updates)
 
     def _check_decision(self, inst: Instance, action: Commit) -> None:
         h, value = action.height, action.value
-        violations = self.result.safety_violations
         if not is_valid_value(h, value):
-            violations.append(f"validity: validator {inst.validator} decided invalid {value!r} at height {h}")
+            self._violation(f"validity: validator {inst.validator} decided invalid {value!r} at height {h}")
         try:
             verify_certificate(action.certificate, inst.app.valsets[h], CHAIN_ID, self.verifier)
         except ConsensusError as exc:
-            violations.append(f"certificate: validator {inst.validator} height {h}: {exc}")
+            self._violation(f"certificate: validator {inst.validator} height {h}: {exc}")
         first = self.decisions.get(h)
         if first is None:
             self.decisions[h] = (value, action.certificate)
         elif first[0] != value:
-            violations.append(f"agreement: height {h}: {first[0]!r} vs {value!r} (validator {inst.validator})")
+            self._violation(f"agreement: height {h}: {first[0]!r} vs {value!r} (validator {inst.validator})")
         self.result.max_round = max(self.result.max_round, action.certificate.round)
+
+    def _violation(self, text: str) -> None:
+        if not self.result.safety_violations:
+            self.result.violation_at = len(self.result.trace)
+        self.result.safety_violations.append(f"{text} (at {self.now} ms)")
 
     def _check_own_signature(self, inst: Instance, message) -> None:
         step = 0 if isinstance(message, Proposal) else message.vote_type
@@ -595,14 +600,14 @@ class Simulation:
         if earlier is None:
             self.own_signed[key] = message
         elif earlier.value_hash != message.value_hash:
-            self.result.safety_violations.append(
+            self._violation(
                 f"double sign: honest validator {inst.validator} at height {message.height} "
                 f"round {message.round} step {step}")
 
     def _check_evidence(self, inst: Instance, action: ReportEvidence) -> None:
         self.result.evidence += 1
         if inst.honest and action.evidence.validator not in self.byzantine_addresses:
-            self.result.safety_violations.append(f"evidence against an honest validator at {action.evidence.height}")
+            self._violation(f"evidence against an honest validator at {action.evidence.height}")
 
     def _check_wal_signatures(self, inst: Instance) -> None:
         """Signed-but-unsent messages count too: scan the validator's WAL for own signatures."""

@@ -2,7 +2,8 @@
 
 Schedule i runs seed `--seed + i`. Without `--validators`, schedules cycle over n = 1, 4, 7; without
 `--byzantine`, each n runs with the most faulty validators the protocol tolerates, (n - 1) // 3. Each failing
-schedule prints its violations and the command that replays it (add `--trace` to see every delivery). With
+schedule prints its violations, the command that replays it and 40 lines of its trace, up to the first safety
+violation or the end (the schedule is run again with tracing; `--trace` prints every line). With
 `--json` the last line of output is one JSON object with at least `schedules`, `heights_committed`,
 `safety_violations` and `liveness_failures`. The exit status is 1 when any property failed.
 
@@ -18,6 +19,7 @@ import sys
 from consensus.simulator import BYZANTINE_KINDS, make_schedule, run_schedule
 
 DEFAULT_SIZES = (1, 4, 7)
+TRACE_TAIL = 40
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -59,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         totals["max_round"] = max(totals["max_round"], result.max_round)
         if not result.ok:
             failing.append(seed)
+            if not args.trace:  # runs are deterministic: run the failing schedule again, traced
+                result = run_schedule(result.schedule, trace=True)
             report_failure(result, args.trace)
     totals["failing_seeds"] = failing[:50]
     ok = not failing
@@ -79,8 +83,12 @@ def report_failure(result, trace: bool) -> None:
         print(f"  liveness: {result.liveness_failure}", file=sys.stderr)
     print(f"  replay: {result.replay_command}" + (f" --kinds {','.join(s.byzantine)}" if s.byzantine else ""),
           file=sys.stderr)
-    if trace:
-        print("\n".join(result.trace), file=sys.stderr)
+    end = result.violation_at if result.violation_at >= 0 else len(result.trace)
+    lines = result.trace if trace else result.trace[max(0, end - TRACE_TAIL):end]
+    where = "up to the first violation" if result.violation_at >= 0 else "at the end"
+    print(f"  trace ({'all' if trace else f'{len(lines)} lines {where}'}, {len(result.trace)} in all):",
+          file=sys.stderr)
+    print("\n".join(lines), file=sys.stderr)
 
 
 if __name__ == "__main__":
