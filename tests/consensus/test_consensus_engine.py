@@ -28,7 +28,7 @@ from consensus.events import (
 from consensus.evidence import verify_evidence
 from consensus.messages import Proposal, Vote, compute_value_hash
 from consensus.validators import ValidatorUpdate
-from consensus.wal import MemoryWAL
+from consensus.wal import FileWAL, MemoryWAL
 from consensus_helpers import (
     CHAIN,
     PRECOMMIT,
@@ -573,3 +573,20 @@ def test_restore_is_idempotent():
     second, a2 = restore(h, MemoryWAL(data))
     assert a1 == a2
     assert (first.round, first.step, first.locked_round) == (second.round, second.step, second.locked_round)
+
+
+def test_restart_from_a_file_wal_with_a_torn_tail(tmp_path):
+    path = str(tmp_path / "consensus.wal")
+    h = Harness()
+    h.engine.wal = FileWAL(path)
+    lock_on_value_in_round_0(h)
+    sent = own_votes(h.actions, PRECOMMIT)
+    h.engine.wal.close()
+    with open(path, "ab") as f:
+        f.write(b"\x00\x00\x01\x00torn")  # a crash in the middle of the next write
+    wal = FileWAL(path)
+    engine, actions = Engine.restore(h.config, h.me, 1, h.valset, h.valset.next_height_set(), wal)
+    assert wal.torn_bytes_dropped == 8
+    assert (engine.round, engine.step, engine.locked_round) == (0, STEP_PRECOMMIT, 0)
+    assert own_votes(actions, PRECOMMIT) == sent
+    wal.close()
