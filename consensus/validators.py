@@ -16,8 +16,9 @@ Contract
   p * 3 > total (more than 1/3, the paper's f + 1).
 
 Rounding (stated because `//` floors toward minus infinity in Python): the rescale divides with truncation toward
-zero and the mean is the Euclidean quotient, matching Go's integer and big.Int division that CometBFT uses. This
-follows CometBFT's algorithm; it has not been cross-checked byte for byte against CometBFT's test vectors.
+zero and the mean is the Euclidean quotient, matching Go's integer and big.Int division that CometBFT uses. The
+tests replay CometBFT's `TestProposerSelection1` vector (99 steps); other CometBFT vectors (rescaling with very
+unequal powers, set changes) have not been cross-checked.
 
 Known limits: no cap on total power (CometBFT caps at 2^60 / 8); sets are small (tens of validators), so the
 O(n) copy per step is fine.

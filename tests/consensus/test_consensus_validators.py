@@ -120,3 +120,32 @@ def test_invalid_update_empties_the_set():
 def test_invalid_set_zero_power():
     with pytest.raises(InvalidValidatorUpdate):
         ValidatorSet((Validator(SIGNERS[0].address, SIGNERS[0].public_key, 0),))
+
+
+# CometBFT types/validator_set_test.go, TestProposerSelection1: powers foo 1000, bar 300, baz 330, 99 steps.
+COMETBFT_SELECTION1 = (
+    "foo baz foo bar foo foo baz foo bar foo foo baz foo foo bar foo baz foo foo bar "
+    "foo foo baz foo bar foo foo baz foo bar foo foo baz foo foo bar foo baz foo foo bar "
+    "foo baz foo foo bar foo baz foo foo bar foo baz foo foo foo baz bar foo foo foo baz "
+    "foo bar foo foo baz foo bar foo foo baz foo bar foo foo baz foo bar foo foo baz foo "
+    "foo bar foo baz foo foo bar foo baz foo foo bar foo baz foo foo"
+)
+
+
+def _cometbft_trio() -> ValidatorSet:
+    trio = ((b"foo", 1000), (b"bar", 300), (b"baz", 330))
+    vals = tuple(Validator(name, b"key-" + name, power) for name, power in trio)
+    return ValidatorSet(vals).stepped(1)
+
+
+def test_matches_cometbft_selection_vector_across_heights():
+    valset, seen = _cometbft_trio(), []
+    for _ in range(99):
+        seen.append(valset.proposer.decode())
+        valset = valset.stepped(1)
+    assert " ".join(seen) == COMETBFT_SELECTION1
+
+
+def test_matches_cometbft_selection_vector_across_rounds():
+    valset = _cometbft_trio()
+    assert " ".join(valset.proposer_at(r).decode() for r in range(99)) == COMETBFT_SELECTION1
