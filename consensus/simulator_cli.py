@@ -1,11 +1,12 @@
 """Command line for the consensus simulator: `scripts/sim [options]` (see `--help`).
 
-Schedule i runs seed `--seed + i`. Without `--validators`, schedules cycle over n = 1, 4, 7; without
-`--byzantine`, each n runs with the most faulty validators the protocol tolerates, (n - 1) // 3. Each failing
-schedule prints its violations, the command that replays it and 40 lines of its trace, up to the first safety
-violation or the end (the schedule is run again with tracing; `--trace` prints every line). With
-`--json` the last line of output is one JSON object with at least `schedules`, `heights_committed`,
-`safety_violations` and `liveness_failures`. The exit status is 1 when any property failed.
+Schedule i runs seed `--seed + i`. Without `--validators`, n = (1, 4, 7)[seed % 3], so a long run split into
+seed ranges runs exactly the same schedules; without `--byzantine`, each n runs with the most faulty validators
+the protocol tolerates, (n - 1) // 3. Each failing schedule prints its violations, the command that replays it
+and 40 lines of its trace, up to the first safety violation or the end (the schedule is run again with tracing;
+`--trace` prints every line). With `--json` the last line of output is one JSON object with at least
+`schedules`, `heights_committed`, `safety_violations` and `liveness_failures`. The exit status is 1 when any
+property failed.
 
 No wall-clock timing here (the engine package has no clock); `scripts/bench consensus` measures speed.
 """
@@ -35,8 +36,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def schedule_shape(args: argparse.Namespace, index: int) -> tuple[int, int]:
-    n = args.validators or DEFAULT_SIZES[index % len(DEFAULT_SIZES)]
+def schedule_shape(args: argparse.Namespace, seed: int) -> tuple[int, int]:
+    n = args.validators or DEFAULT_SIZES[seed % len(DEFAULT_SIZES)]
     byzantine = args.byzantine if args.byzantine >= 0 else (n - 1) // 3
     return n, min(byzantine, n)
 
@@ -48,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
               "deliveries": 0, "evidence_reported": 0, "max_round": 0}
     failing: list[int] = []
     for i in range(args.schedules):
-        n, byzantine = schedule_shape(args, i)
         seed = args.seed + i
+        n, byzantine = schedule_shape(args, seed)
         forced = tuple(kinds[j % len(kinds)] for j in range(byzantine)) if kinds else ()
         result = run_schedule(make_schedule(seed, n, byzantine, args.heights, forced), trace=args.trace)
         totals["schedules"] += 1
