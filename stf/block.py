@@ -282,6 +282,27 @@ def decode_block_transactions(
     return txs
 
 
+def check_block(
+    state: State, block: Block, verified: Mapping[bytes, Transaction],
+) -> tuple[list[Transaction], list[Transaction], dict[bytes, list[int]]]:
+    """Steps 1 and 2, which never mutate: (transactions in block order, in execution order, new kept nonces)."""
+    header = block.header
+    # The header first: it is cheap, and a block with a bad header must not cost a signature check per tx.
+    validate_header(state, header, compute_tx_hashes(block, verified))
+    txs = decode_block_transactions(state.params.chain_id, block, verified)
+    ordered = compute_execution_order(txs)
+    return txs, ordered, validate_transactions(state, header, ordered)
+
+
+def validate_block(state: State, block: Block, verified: Mapping[bytes, Transaction] | None = None) -> None:
+    """Raise InvalidBlock unless `apply_block(state, block)` would succeed; never changes the state.
+
+    Consensus uses it to judge a proposal before voting: a block that passes always applies, because every
+    check of `apply_block` happens before its first mutation.
+    """
+    check_block(state, block, verified or {})
+
+
 def apply_block(state: State, block: Block, verified: Mapping[bytes, Transaction] | None = None) -> BlockResult:
     """Apply `block` to `state` in place.
 
@@ -289,12 +310,7 @@ def apply_block(state: State, block: Block, verified: Mapping[bytes, Transaction
     those bytes (the node's mempool does this once per transaction); anything else is decoded and checked here.
     """
     header = block.header
-    verified = verified or {}
-    # The header first: it is cheap, and a block with a bad header must not cost a signature check per tx.
-    validate_header(state, header, compute_tx_hashes(block, verified))
-    txs = decode_block_transactions(state.params.chain_id, block, verified)
-    ordered = compute_execution_order(txs)
-    kept_by_signer = validate_transactions(state, header, ordered)
+    txs, ordered, kept_by_signer = check_block(state, block, verified or {})
 
     events: list = []
     state.block_start_seq = state.next_seq

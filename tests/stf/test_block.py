@@ -11,7 +11,7 @@ import msgpack
 import pytest
 
 from stf import codec
-from stf.block import Block, BlockHeader, apply_block, compute_txs_root, decode_block, make_block
+from stf.block import Block, BlockHeader, apply_block, compute_txs_root, decode_block, make_block, validate_block
 from stf.constants import MAX_BLOCK_TXS, MAX_TX_BYTES
 from stf.errors import (
     BadSignature, InvalidBlock, MalformedTransaction, NonceAlreadyUsed, ResultCode as R, TransactionTooLarge,
@@ -481,3 +481,17 @@ def test_invalid_header_is_refused_before_any_signature_is_checked():
 
 def _header_fields(header: BlockHeader) -> dict:
     return {name: getattr(header, name) for name in header.__slots__}
+
+
+def test_validate_block_judges_without_changing_the_state():
+    c = Chain()
+    good = next_block(c, pay(c, 0, 1, 5))
+    before = snapshot(c)
+    validate_block(c.state, good)
+    assert snapshot(c) == before
+    bad = next_block(c, tamper(pay(c, 1, 2, 7)))
+    with pytest.raises(InvalidBlock):
+        validate_block(c.state, bad)
+    assert snapshot(c) == before
+    apply_block(c.state, good)
+    assert c.state.height == before[1] + 1
