@@ -1,0 +1,382 @@
+"""The exchange's JSON-RPC methods: `make_router(view)` and `make_channels()` (docs/API.md is the reference).
+
+Handlers read only the injected `ChainView` (`ctx.views`, `rpc/views.py`); none of them changes anything.
+`make_router(view)` takes the view too, so a handler never reads anything but the view it was built over; a
+call's `ctx.views` must be that same view (the node passes it to `rpc.server.make_app`).
+
+Number rule: every quantity that may exceed 2^53 (amounts in atoms, prices, sizes in lots, heights, times in
+ms, order ids, client ids, nonces, seq) is a decimal string; identifiers bounded by 65535 (market and asset
+ids), result codes, fee rates in bps, decimals, counts and the book checksum are JSON integers. Hashes,
+addresses, keys and values are lowercase hex without 0x. No float is ever sent or accepted.
+
+Application errors (besides the JSON-RPC codes of rpc/jsonrpc.py):
+
+| code   | name                  | when                                                         | data                            |
+|--------|-----------------------|--------------------------------------------------------------|---------------------------------|
+| -32001 | Height not available  | a height above the latest, 0, or older than the window kept  | {"height", "earliest", "latest"} |
+| -32002 | Transaction not found | no transaction with that hash in the blocks kept             | {"hash"}                        |
+| -32003 | Order not found       | no open order, nor one finished within the blocks kept       | {"order_id"} or {"address", "client_id"} |
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from stf.book import Order
+from stf.errors import ResultCode
+from stf.events import DONE_REASON_NAMES, OrderAccepted, OrderDone, encode_event
+from stf.proof import Proof
+from stf.receipts import Receipt
+from stf.state import account_key, prove_account
+from stf.tx import TIME_IN_FORCE_NAMES, decode_transaction
+
+from rpc.bookfeed import compute_checksum, get_levels
+from rpc.jsonrpc import (
+    INVALID_PARAMS, CallContext, Hex, Param, ParamError, Route, Router, RpcError, UInt,
+)
+from rpc.subscriptions import Channel
+from rpc.views import ChainView
+
+__all__ = [
+    "HEIGHT_NOT_AVAILABLE", "TX_NOT_FOUND", "ORDER_NOT_FOUND", "MAX_BOOK_DEPTH", "DEFAULT_BOOK_DEPTH",
+    "BOOK_CHANNEL", "make_router", "make_channels",
+]
+
+HEIGHT_NOT_AVAILABLE = -32001
+TX_NOT_FOUND = -32002
+ORDER_NOT_FOUND = -32003
+
+DEFAULT_BOOK_DEPTH = 20
+MAX_BOOK_DEPTH = 500
+BOOK_CHANNEL = "book"
+
+EVENT_NAMES = {
+    1: "OrderAccepted", 2: "Trade", 3: "OrderDone", 4: "OrderModified", 5: "Transfer", 6: "Withdrawal",
+    7: "Faucet", 8: "Agent", 9: "Schedule",
+}
+_SMALL_EVENT_FIELDS = frozenset({"market", "asset", "reason", "time_in_force"})
+_ENTRY_KINDS = {b"a": "account", b"g": "global", b"m": "market", b"n": "nonces", b"o": "order", b"s": "asset"}
+
+UNITS = {
+    "price": "quote atoms per lot",
+    "size": "lots",
+    "lot_size": "base atoms per lot",
+    "tick_size": "quote atoms per lot",
+    "min_size_lots": "lots",
+    "fees": "basis points of the notional (price * size_lots quote atoms); a negative maker fee is a rebate",
+    "amounts": "atoms: 10^-decimals of the asset",
+}
+
+
+# --- parameter types ------------------------------------------------------------------------------------------
+
+_U64 = UInt()
+_U16 = UInt(65535)
+_ADDRESS = Hex(length=20)
+_HASH = Hex(length=32)
+
+
+def _market_type(value: Any) -> int | str:
+    """A market id (integer or decimal string) or its symbol ("BTC-USD")."""
+    if isinstance(value, str) and value and not value.isdigit():
+        if len(value) > 32:
+            raise ParamError("must be a market id or a symbol of at most 32 characters")
+        return value
+    try:
+        return _U16(value)
+    except ParamError:
+        raise ParamError("must be a market id (0 to 65535) or a market symbol") from None
+
+
+def _depth_type(value: Any) -> int:
+    depth = UInt(MAX_BOOK_DEPTH)(value)
+    if depth < 1:
+        raise ParamError(f"must be from 1 to {MAX_BOOK_DEPTH}")
+    return depth
+
+
+def _invalid(param: str, message: str) -> RpcError:
+    return RpcError(INVALID_PARAMS, f"Invalid params: {param}: {message}", {"param": param})
+
+
+# --- JSON shapes ----------------------------------------------------------------------------------------------
+
+def _order_json(order: Order) -> dict[str, Any]:
+    return {
+        "order_id": str(order.order_id), "market": order.market_id, "side": "buy" if order.is_buy else "sell",
+        "price": str(order.price), "size_lots": str(order.size_lots), "orig_size_lots": str(order.orig_size_lots),
+        "client_id": None if order.client_id is None else str(order.client_id),
+        "expires_at_ms": str(order.expires_at_ms), "post_only": order.post_only, "seq": str(order.seq),
+    }
+
+
+def _value_json(name: str, value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, int):
+        return value if name in _SMALL_EVENT_FIELDS else str(value)
+    return value
+
+
+def _event_json(event: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": event.KIND, "type": EVENT_NAMES[event.KIND]}
+    out.update((name, _value_json(name, value)) for name, value in zip(event._fields, event))
+    if isinstance(event, OrderDone):
+        out["reason_name"] = DONE_REASON_NAMES[event.reason]
+    elif isinstance(event, OrderAccepted):
+        out["time_in_force_name"] = TIME_IN_FORCE_NAMES[event.time_in_force]
+    assert encode_event(event)[0] == out["kind"]
+    return out
+
+
+def _receipt_json(index: int, receipt: Receipt) -> dict[str, Any]:
+    return {
+        "index": index, "tx_hash": receipt.tx_hash.hex(),
+        "results": [
+            {"code": int(r.code), "name": ResultCode(r.code).name,
+             "order_id": None if r.order_id is None else str(r.order_id), "filled_lots": str(r.filled_lots)}
+            for r in receipt.results
+        ],
+    }
+
+
+def _proof_json(proof: Proof) -> list[Any]:
+    entries, siblings = proof.to_wire()
+    return [[[k.hex(), d.hex()] for k, d in entries], [[h.hex() for h in group] for group in siblings]]
+
+
+# --- the methods ----------------------------------------------------------------------------------------------
+
+def make_router(view: ChainView) -> Router:
+    """The route table of every exchange query, over `view` (subscribe & co. come from the hub)."""
+
+    def require_height(height: int | None) -> int:
+        latest = view.latest_height()
+        if height is None:
+            height = latest
+        earliest = view.earliest_height()
+        if not (earliest <= height <= latest) or height == 0:
+            raise RpcError(HEIGHT_NOT_AVAILABLE, f"height {height} is not available (served: {earliest} to {latest})",
+                           {"height": str(height), "earliest": str(earliest), "latest": str(latest)})
+        return height
+
+    def resolve_market(market: int | str) -> int:
+        markets = view.state.markets
+        if isinstance(market, int):
+            if market in markets:
+                return market
+        else:
+            for market_id in sorted(markets):
+                if markets[market_id].params.symbol == market:
+                    return market_id
+        raise _invalid("market", f"unknown market {market!r}")
+
+    def status(ctx: CallContext) -> dict[str, Any]:
+        return {
+            "node_info": {"network": view.chain_id, "protocol_version": "1"},
+            "sync_info": {
+                "latest_block_hash": view.latest_block_hash().hex(),
+                "latest_app_hash": view.latest_app_hash().hex(),
+                "latest_block_height": str(view.latest_height()),
+                "latest_block_time_ms": str(view.latest_time_ms()),
+                "earliest_block_height": str(view.earliest_height()),
+                "catching_up": bool(view.is_catching_up()),
+            },
+        }
+
+    def health(ctx: CallContext) -> dict[str, Any]:
+        return {}
+
+    def markets(ctx: CallContext) -> dict[str, Any]:
+        state = view.state
+
+        def asset(asset_id: int) -> dict[str, Any]:
+            a = state.assets[asset_id]
+            return {"id": a.asset_id, "symbol": a.symbol, "decimals": a.decimals}
+
+        result = []
+        for market_id in sorted(state.markets):
+            market = state.markets[market_id]
+            p = market.params
+            result.append({
+                "market": p.market_id, "symbol": p.symbol, "base_asset": asset(p.base_asset),
+                "quote_asset": asset(p.quote_asset), "tick_size": str(p.tick_size), "lot_size": str(p.lot_size),
+                "min_size_lots": str(p.min_size_lots), "maker_fee_bps": p.maker_fee_bps,
+                "taker_fee_bps": p.taker_fee_bps, "fee_account": p.fee_account.hex(),
+                "last_trade_price": str(market.last_trade_price), "halted": market.halted,
+            })
+        assets = [{**asset(a), "supply": str(state.supply.get(a, 0))} for a in sorted(state.assets)]
+        return {"height": str(state.height), "markets": result, "assets": assets, "units": UNITS}
+
+    def book(ctx: CallContext, market: int | str, depth: int) -> dict[str, Any]:
+        market_id = resolve_market(market)
+        bids, asks = get_levels(view.state.markets[market_id].book, depth)
+        height = str(view.state.height)
+        return {
+            "market": market_id, "seq": height, "height": height,
+            "bids": [[str(p), str(s)] for p, s in bids], "asks": [[str(p), str(s)] for p, s in asks],
+            "checksum": compute_checksum(bids, asks),
+        }
+
+    def account(ctx: CallContext, address: bytes) -> dict[str, Any]:
+        state = view.state
+        acct = state.accounts.get(address)
+        balances = []
+        if acct is not None:
+            for asset_id in sorted(set(acct.balances) | set(acct.holds)):
+                balance, held = acct.balances.get(asset_id, 0), acct.holds.get(asset_id, 0)
+                balances.append({
+                    "asset": asset_id, "symbol": state.assets[asset_id].symbol, "balance": str(balance),
+                    "hold": str(held), "available": str(balance - held),
+                })
+        return {
+            "address": address.hex(), "height": str(state.height), "balances": balances,
+            "open_orders": 0 if acct is None else len(acct.orders),
+            "agents": [] if acct is None else sorted(a.hex() for a in acct.agents),
+            "cancel_all_at_ms": "0" if acct is None else str(acct.cancel_all_at_ms),
+        }
+
+    def open_orders(ctx: CallContext, address: bytes, market: int | str | None) -> dict[str, Any]:
+        market_id = None if market is None else resolve_market(market)
+        acct = view.state.accounts.get(address)
+        orders = [] if acct is None else [
+            _order_json(acct.orders[o]) for o in sorted(acct.orders)
+            if market_id is None or acct.orders[o].market_id == market_id
+        ]
+        return {"address": address.hex(), "height": str(view.state.height), "orders": orders}
+
+    def order_status(
+        ctx: CallContext, order_id: int | None, address: bytes | None, client_id: int | None,
+    ) -> dict[str, Any]:
+        state = view.state
+        if order_id is not None:
+            if address is not None or client_id is not None:
+                raise _invalid("order_id", "give either order_id, or address and client_id")
+            not_found = {"order_id": str(order_id)}
+        elif address is None:
+            raise _invalid("order_id", "give either order_id, or address and client_id")
+        elif client_id is None:
+            raise _invalid("client_id", "required with address")
+        else:
+            not_found = {"address": address.hex(), "client_id": str(client_id)}
+            acct = state.accounts.get(address)
+            resting = None if acct is None else acct.client_ids.get(client_id)
+            order_id = resting.order_id if resting is not None else view.find_client_order(address, client_id)
+        order = None if order_id is None else state.orders.get(order_id)
+        if order is not None:
+            return {"order_id": str(order_id), "status": "open", "height": str(state.height),
+                    "order": _order_json(order)}
+        outcome = None if order_id is None else view.find_order_outcome(order_id)
+        if outcome is None:
+            raise RpcError(ORDER_NOT_FOUND, "order not found (not open, and not finished in the blocks kept)",
+                           not_found)
+        done = outcome.done
+        return {
+            "order_id": str(order_id), "status": DONE_REASON_NAMES[done.reason], "height": str(outcome.height),
+            "market": done.market, "owner": done.owner.hex(), "reason": done.reason,
+            "remaining_lots": str(done.remaining_lots),
+        }
+
+    def account_proof(ctx: CallContext, address: bytes) -> dict[str, Any]:
+        state = view.state
+        value, proof = prove_account(state, address)
+        return {
+            "address": address.hex(), "key": account_key(address).hex(),
+            "value": None if value is None else value.hex(), "proof": _proof_json(proof),
+            "root": state.merkle.root().hex(), "height": str(state.height),
+        }
+
+    def block(ctx: CallContext, height: int | None) -> dict[str, Any]:
+        height = require_height(height)
+        blk = view.get_block(height)
+        assert blk is not None
+        h = blk.header
+        result = view.get_result(height)
+        return {
+            "block_id": {"hash": result.block_hash.hex() if result is not None else h.hash().hex()},
+            "header": {
+                "chain_id": h.chain_id, "height": str(h.height), "time_ms": str(h.time_ms),
+                "prev_hash": h.prev_hash.hex(), "app_hash": h.app_hash.hex(), "proposer": h.proposer.hex(),
+                "txs_root": h.txs_root.hex(),
+            },
+            "num_txs": len(blk.txs),
+            "tx_hashes": [r.tx_hash.hex() for r in result.receipts] if result is not None else [],
+        }
+
+    def block_results(ctx: CallContext, height: int | None) -> dict[str, Any]:
+        height = require_height(height)
+        result = view.get_result(height)
+        assert result is not None
+        return {
+            "height": str(height), "block_hash": result.block_hash.hex(), "app_hash": result.state_root.hex(),
+            "txs_results": [_receipt_json(i, r) for i, r in enumerate(result.receipts)],
+        }
+
+    def block_diff(ctx: CallContext, height: int | None) -> dict[str, Any]:
+        height = require_height(height)
+        result = view.get_result(height)
+        assert result is not None
+        return {
+            "height": str(height), "block_hash": result.block_hash.hex(), "state_root": result.state_root.hex(),
+            "events": [_event_json(e) for e in result.events],
+            "entries": [
+                {"kind": _ENTRY_KINDS.get(k[:1], "unknown"), "key": k.hex(), "value": None if v is None else v.hex()}
+                for k, v in result.entries
+            ],
+        }
+
+    def tx(ctx: CallContext, hash: bytes) -> dict[str, Any]:
+        location = view.find_tx(hash)
+        blk = None if location is None else view.get_block(location.height)
+        result = None if location is None else view.get_result(location.height)
+        if location is None or blk is None or result is None:
+            raise RpcError(TX_NOT_FOUND, "transaction not found in the blocks kept", {"hash": hash.hex()})
+        decoded = decode_transaction(blk.txs[location.index])
+        return {
+            "hash": hash.hex(), "height": str(location.height), "index": location.index,
+            "account": decoded.account.hex(), "signer": decoded.signer.hex(), "nonce": str(decoded.nonce),
+            "tx": decoded.wire.hex(),
+            "tx_result": _receipt_json(location.index, result.receipts[location.index]),
+        }
+
+    market = Param("market", _market_type)
+    address = Param("address", _ADDRESS)
+    height = Param("height", _U64, required=False)
+    return Router({
+        "status": Route(status),
+        "health": Route(health),
+        "markets": Route(markets),
+        "book": Route(book, market, Param("depth", _depth_type, required=False, default=DEFAULT_BOOK_DEPTH)),
+        "account": Route(account, address),
+        "open_orders": Route(open_orders, address, Param("market", _market_type, required=False)),
+        "order_status": Route(
+            order_status, Param("order_id", _U64, required=False), Param("address", _ADDRESS, required=False),
+            Param("client_id", _U64, required=False)),
+        "account_proof": Route(account_proof, address),
+        "block": Route(block, height),
+        "block_results": Route(block_results, height),
+        "block_diff": Route(block_diff, height),
+        "tx": Route(tx, Param("hash", _HASH)),
+    })
+
+
+def _book_snapshot(views: ChainView, market: int) -> dict[str, Any]:
+    snapshot = views.book_feed.snapshot(market)
+    if snapshot is None:
+        raise _invalid("market", f"unknown market {market}")
+    return snapshot
+
+
+def make_channels() -> list[Channel]:
+    """The subscription channels served now: `book` (key `market`, an id), with its snapshot first."""
+    return [Channel(BOOK_CHANNEL, Param("market", _U16), _book_snapshot)]
+
+
+Publish = Callable[[str, Any, Any], int]
+
+
+def publish_block(publish: Publish, messages: dict[int, dict[str, Any]]) -> None:
+    """Publish what `InMemoryChainView.add_block` returned: each market's diff on `book`, keyed by market id."""
+    for market_id, message in messages.items():
+        publish(BOOK_CHANNEL, market_id, message)
