@@ -212,7 +212,10 @@ def parse_peer(value: Any, where: str) -> tuple[str, str, int]:
     node_id, sep, addr = value.partition("@") if isinstance(value, str) else ("", "", "")
     if not sep or not NODE_ID_PATTERN.fullmatch(node_id):
         raise ConfigError(where, f"must be nodeid@host:port with a 40-hex-digit node id, got {value!r}")
-    host, port = parse_address(addr, where)
+    try:
+        host, port = parse_address(addr, where)
+    except ConfigError as exc:
+        raise ConfigError(where, f"must be nodeid@host:port: {exc.reason}") from None
     return node_id.lower(), host, port
 
 
