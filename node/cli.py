@@ -12,8 +12,9 @@ Usage:
 
 Contract:
 
-- `main(argv=None) -> int` returns the exit code and never raises for a bad input: every refused config, genesis, validator set or key file,
-  and every refused command (a home that exists, a key that exists), prints ONE line to stderr,
+- `main(argv=None) -> int` returns the exit code and never raises for a bad input: every refused config,
+  genesis, validator set or key file, and every refused command (a home that exists, a key that exists), or an
+  OS error (permission denied), prints ONE line to stderr,
   `kabuto: error: <file>: <field>: <reason>`, and returns 2 (argparse's usage errors are 2 as well). No traceback.
 - Success prints to stdout and returns 0.
 - `start` does not run a validator: the validator process is not built yet. It loads and checks everything a start
@@ -107,7 +108,8 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def _add_home(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--home", default=default_home(), help="node home directory (default: $KABUTO_HOME or ~/.kabuto)")
+    parser.add_argument("--home", default=default_home(),
+                        help="node home directory (default: $KABUTO_HOME, else ~/.kabuto)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -194,3 +194,15 @@ def test_usage_error_returns_2(capsys: pytest.CaptureFixture) -> None:
 def test_help_returns_0(capsys: pytest.CaptureFixture) -> None:
     assert console_main(["--help"]) == 0
     assert "localnet" in capsys.readouterr().out
+
+
+def test_os_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    code, _, err = run(capsys, "init", "--home", str(tmp_path / "file" / "home"))
+    assert code == EXIT_BAD_INPUT and str(tmp_path / "file") in one_error_line(err)
+
+
+def test_home_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("KABUTO_HOME", str(tmp_path / "env-home"))
+    assert run(capsys, "init")[0] == 0
+    assert (tmp_path / "env-home" / CONFIG_FILE).is_file()
