@@ -24,7 +24,7 @@ from stf.block import Block, BlockResult
 from stf.events import OrderAccepted, OrderDone
 from stf.state import State
 
-from rpc.bookfeed import BookFeed
+from rpc.bookfeed import FEED_DEPTH, BookFeed
 
 __all__ = ["DEFAULT_WINDOW", "TxLocation", "OrderOutcome", "ChainView", "InMemoryChainView"]
 
@@ -89,13 +89,15 @@ class ChainView(Protocol):
 class InMemoryChainView:
     """A `ChainView` over a live state plus the last `window` blocks and results, kept in memory."""
 
-    def __init__(self, state: State, window: int = DEFAULT_WINDOW, catching_up: bool = False) -> None:
+    def __init__(
+        self, state: State, window: int = DEFAULT_WINDOW, catching_up: bool = False, feed_depth: int = FEED_DEPTH,
+    ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
         self._state = state
         self.window = window
         self.catching_up = catching_up
-        self._feed = BookFeed(state)
+        self._feed = BookFeed(state, feed_depth)
         self._blocks: deque[tuple[Block, BlockResult]] = deque()
         self._txs: dict[bytes, TxLocation] = {}
         self._outcomes: dict[int, OrderOutcome] = {}

@@ -25,12 +25,12 @@ BTC_USD, ETH_USD = 0, 1
 class RpcChain:
     """A chain on the minimal genesis, a view fed after every block, and a router over the view."""
 
-    def __init__(self, accounts: int = 3, window: int = 1000) -> None:
+    def __init__(self, accounts: int = 3, window: int = 1000, feed_depth: int = 50, **params: Any) -> None:
         self.keys = [PrivateKey((i + 1).to_bytes(32, "big")) for i in range(accounts)]
         balances = [(k.address.hex(), a, n) for k in self.keys for a, n in ((USD, 10**12), (BTC, 10**9), (ETH, 10**10))]
-        self.genesis = validate_genesis(minimal_genesis(balances=balances))
+        self.genesis = validate_genesis(minimal_genesis(balances=balances, **params))
         self.state = initialize_state(self.genesis)
-        self.view = InMemoryChainView(self.state, window=window)
+        self.view = InMemoryChainView(self.state, window=window, feed_depth=feed_depth)
         self.router = make_router(self.view)
         self.time_ms = self.genesis.genesis_time_ms
         self.nonce = self.time_ms
