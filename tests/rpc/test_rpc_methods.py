@@ -256,3 +256,48 @@ def test_book_channel_snapshot_through_the_hub(chain: RpcChain) -> None:
     with pytest.raises(Exception) as info:
         hub.subscribe(session, chain.view, "book", {"market": 7})
     assert getattr(info.value, "code", None) == INVALID_PARAMS
+
+
+def test_served_end_to_end_over_http_and_websocket(chain: RpcChain) -> None:
+    """One real server on 127.0.0.1 port 0: a method over HTTP, the book channel over WebSocket."""
+    import aiohttp
+    from aiohttp import web
+
+    from rpc.bookfeed import LocalBook
+    from rpc.methods import publish_block
+    from rpc.server import make_app
+
+    async def scenario() -> None:
+        hub = Hub(make_channels())
+        runner = web.AppRunner(make_app(chain.router, chain.view, hub=hub))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        try:
+            async with aiohttp.ClientSession() as http:
+                body = {"jsonrpc": "2.0", "id": 1, "method": "book", "params": {"market": "BTC-USD"}}
+                async with http.post(f"http://{host}:{port}/", json=body) as response:
+                    served = (await response.json())["result"]
+                async with http.ws_connect(f"http://{host}:{port}/websocket") as ws:
+                    await ws.send_json({"jsonrpc": "2.0", "id": 2, "method": "subscribe",
+                                        "params": {"channel": "book", "market": 0}})
+                    subscription = (await ws.receive_json())["result"]
+                    snapshot = (await ws.receive_json())["params"]
+                    assert snapshot["subscription"] == subscription
+                    local = LocalBook()
+                    local.apply(snapshot["result"])
+                    assert local.checksum() == served["checksum"]
+                    a = chain.keys[0]
+                    chain.block(chain.tx(a, place(BTC_USD, True, 999_500, 4)))
+                    publish_block(hub.publish, chain.feed_messages[-1])
+                    diff = (await ws.receive_json())["params"]["result"]
+                    local.apply(diff)
+                    assert diff["changes"] == [["bid", "999500", "4"]] and local.seq == 3
+        finally:
+            await runner.cleanup()
+
+    async def bounded() -> None:
+        async with asyncio.timeout(10):
+            await scenario()
+
+    asyncio.run(bounded())
