@@ -289,19 +289,18 @@ def make_router(view: ChainView) -> Router:
 
     def block(ctx: CallContext, height: int | None) -> dict[str, Any]:
         height = require_height(height)
-        blk = view.get_block(height)
-        assert blk is not None
+        blk, result = view.get_block(height), view.get_result(height)
+        assert blk is not None and result is not None
         h = blk.header
-        result = view.get_result(height)
         return {
-            "block_id": {"hash": result.block_hash.hex() if result is not None else h.hash().hex()},
+            "block_id": {"hash": result.block_hash.hex()},
             "header": {
                 "chain_id": h.chain_id, "height": str(h.height), "time_ms": str(h.time_ms),
                 "prev_hash": h.prev_hash.hex(), "app_hash": h.app_hash.hex(), "proposer": h.proposer.hex(),
                 "txs_root": h.txs_root.hex(),
             },
             "num_txs": len(blk.txs),
-            "tx_hashes": [r.tx_hash.hex() for r in result.receipts] if result is not None else [],
+            "tx_hashes": [r.tx_hash.hex() for r in result.receipts],
         }
 
     def block_results(ctx: CallContext, height: int | None) -> dict[str, Any]:

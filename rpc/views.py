@@ -87,7 +87,11 @@ class ChainView(Protocol):
 
 
 class InMemoryChainView:
-    """A `ChainView` over a live state plus the last `window` blocks and results, kept in memory."""
+    """A `ChainView` over a live state plus the last `window` blocks and results, kept in memory.
+
+    `catching_up` is a plain attribute the node sets while it syncs (reported by `status`). `feed_depth` is the
+    number of levels per side the book feed keeps (`rpc.bookfeed.FEED_DEPTH` by default).
+    """
 
     def __init__(
         self, state: State, window: int = DEFAULT_WINDOW, catching_up: bool = False, feed_depth: int = FEED_DEPTH,

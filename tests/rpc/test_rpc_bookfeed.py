@@ -6,9 +6,11 @@ import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rpc.bookfeed import (
-    CHECKSUM_LEVELS, BookFeed, BookGap, BookMismatch, LocalBook, compute_checksum, format_checksum_string,
+    CHECKSUM_LEVELS, _changes, BookFeed, BookGap, BookMismatch, LocalBook, compute_checksum, format_checksum_string,
 )
 from stf.tx import TIF_ALO, TIF_GTC, TIF_IOC, Cancel, CancelAll, MarketOrder, Modify, PlaceOrder
 from test_rpc_methods import BTC_USD, ETH_USD, RpcChain, place
@@ -148,3 +150,20 @@ def test_empty_blocks_still_send_a_message_and_the_feed_refuses_skipped_heights(
         feed.update(chain.state)
     with pytest.raises(ValueError):
         BookFeed(chain.state, depth=CHECKSUM_LEVELS - 1)
+
+
+levels = st.dictionaries(st.integers(1, 60), st.integers(1, 5), max_size=25).map(
+    lambda d: sorted(d.items(), reverse=True))
+
+
+@given(levels, levels)
+def test_changes_turn_the_old_levels_into_the_new(old: list, new: list) -> None:
+    book = dict(old)
+    for side, price, size in _changes("bid", old, new):
+        assert side == "bid"
+        if size == "0":
+            del book[int(price)]
+        else:
+            book[int(price)] = int(size)
+    assert sorted(book.items(), reverse=True) == new
+    assert len(_changes("bid", new, new)) == 0

@@ -236,7 +236,7 @@ def test_add_block_refuses_a_block_not_just_applied(chain: RpcChain) -> None:
         chain.view.add_block(block, chain.view.get_result(2))
 
 
-def test_no_float_anywhere_and_router_has_every_method(chain: RpcChain) -> None:
+def test_router_routes_every_method(chain: RpcChain) -> None:
     assert set(chain.router.routes) == {
         "status", "health", "markets", "book", "account", "open_orders", "order_status", "account_proof",
         "block", "block_results", "block_diff", "tx"}
