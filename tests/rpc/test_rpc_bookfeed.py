@@ -97,7 +97,8 @@ def make_feed_messages(blocks: int = 4) -> tuple[RpcChain, list[dict]]:
     snapshot = chain.view.book_feed.snapshot(BTC_USD)
     messages = [snapshot]
     for i in range(blocks):
-        chain.block(chain.tx(a, place(BTC_USD, True, 999_000 - i, 1 + i)), chain.tx(b, place(BTC_USD, False, 1_001_000 + i, 2)))
+        chain.block(chain.tx(a, place(BTC_USD, True, 999_000 - i, 1 + i)),
+                    chain.tx(b, place(BTC_USD, False, 1_001_000 + i, 2)))
         messages.append(chain.feed_messages[-1][BTC_USD])
     return chain, messages
 
