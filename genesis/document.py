@@ -11,7 +11,7 @@ from stf.params import AssetParams, ChainParams, GenesisConfig, SpotMarketParams
 from stf.units import BPS_DENOMINATOR, U64_MAX
 
 CHAIN_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
-TOP_FIELDS = ("chain_id", "genesis_time_ms", "params", "assets", "spot_markets", "balances")
+TOP_FIELDS = ("chain_id", "genesis_time_ms", "params", "assets", "spot_markets", "balances", "validators")
 PARAM_FIELDS = (
     "nonce_set_size", "nonce_window_past_ms", "nonce_window_future_ms", "max_open_orders_per_account",
     "max_agents_per_account", "faucet_enabled", "faucet_max_atoms",
@@ -19,8 +19,10 @@ PARAM_FIELDS = (
 ASSET_FIELDS = ("id", "symbol", "decimals")
 SPOT_MARKET_FIELDS = (
     "id", "symbol", "base_asset", "quote_asset", "tick_size", "lot_size", "min_size_lots", "maker_fee_bps",
-    "taker_fee_bps", "fee_account",
+    "taker_fee_bps", "fee_account", "price_band_bps", "oracle_max_age_ms",
 )
+VALIDATOR_FIELDS = ("address", "power")
+MAX_VALIDATOR_POWER = 1 << 60
 BALANCE_FIELDS = ("address", "asset", "amount")
 
 
@@ -120,6 +122,8 @@ def _spot_market(m: Any, where: str, asset_ids: list[int]) -> SpotMarketParams:
         quote_asset=quote, tick_size=_int(m, "tick_size", where, 1), lot_size=_int(m, "lot_size", where, 1),
         min_size_lots=_int(m, "min_size_lots", where, 1), maker_fee_bps=maker, taker_fee_bps=taker,
         fee_account=_address(m.get("fee_account"), f"{where}.fee_account"),
+        price_band_bps=_int(m, "price_band_bps", where, 0, BPS_DENOMINATOR - 1, 0),
+        oracle_max_age_ms=_int(m, "oracle_max_age_ms", where, 1, default=60_000),
     )
 
 
@@ -148,6 +152,24 @@ def _balances(doc: dict, asset_ids: list[int]) -> tuple[tuple[bytes, int, int], 
     return tuple(balances)
 
 
+def _validators(doc: dict) -> tuple[tuple[bytes, int], ...]:
+    """The validator set at genesis: consensus voting power, which also weighs oracle submissions."""
+    raw = doc.get("validators", [])
+    if not isinstance(raw, list):
+        raise InvalidGenesis("validators: must be a list")
+    validators: dict[bytes, int] = {}
+    for i, v in enumerate(raw):
+        where = f"validators[{i}]"
+        if not isinstance(v, dict):
+            raise InvalidGenesis(f"{where}: must be an object")
+        _known_fields(v, VALIDATOR_FIELDS, where)
+        address = _address(v.get("address"), f"{where}.address")
+        if address in validators:
+            raise InvalidGenesis(f"{where}.address: listed twice")
+        validators[address] = _int(v, "power", where, 1, MAX_VALIDATOR_POWER)
+    return tuple(sorted(validators.items()))
+
+
 def validate_genesis(doc: Any) -> GenesisConfig:
     if not isinstance(doc, dict):
         raise InvalidGenesis("genesis: must be a JSON object")
@@ -163,7 +185,9 @@ def validate_genesis(doc: Any) -> GenesisConfig:
     if len(set(ids)) != len(ids):
         raise InvalidGenesis("spot_markets: market ids must be unique")
     balances = _balances(doc, asset_ids)
-    return GenesisConfig(params, _int(doc, "genesis_time_ms", "genesis"), assets, markets, balances)
+    return GenesisConfig(
+        params, _int(doc, "genesis_time_ms", "genesis"), assets, markets, balances, _validators(doc),
+    )
 
 
 def load_genesis(text: str) -> GenesisConfig:

@@ -10,7 +10,8 @@
    this block, signing trading actions only) and its nonce, in execution order; the first invalid one rejects
    the whole block with `InvalidBlock` and the state is untouched;
 3. `process_block_time`: expire good-til-time orders and fire dead-man's switches whose time has come;
-4. `process_transaction` for each: execute the transactions, makers first (see `compute_execution_order`), each
+4. `process_transaction` for each (then `process_oracles` folds this block's oracle submissions into each
+   market's stake-weighted median, see stf/oracle.py): execute the transactions, makers first (see `compute_execution_order`), each
    action atomically, producing one receipt per transaction (receipts are returned in block order);
 5. `commit_entries`: fold the changed entries into the state root; the block diff is the events plus these
    entries.
@@ -33,6 +34,7 @@ from stf.constants import ADDRESS_LEN, HASH_LEN, MAX_BLOCK_BYTES, MAX_BLOCK_TXS
 from stf.errors import InvalidBlock, InvalidTransaction, KabutoError, ResultCode, Unauthorized
 from stf.events import REASON_EXPIRED, REASON_SCHEDULED_CANCEL, ScheduleEvent, encode_event
 from stf.nonces import compute_kept_nonces, validate_nonce
+from stf.oracle import process_oracle_price, process_oracles
 from stf.receipts import ActionResult, Receipt
 from stf.spot import (
     cancel_all_orders, expire_resting, process_cancel, process_cancel_all, process_cancel_by_client_id,
@@ -41,7 +43,7 @@ from stf.spot import (
 from stf.state import State, commit_entries, get_account, set_nonces
 from stf.tx import (
     AGENT_ACTION_KINDS, TIF_ALO, ApproveAgent, Cancel, CancelAll, CancelByClientId, Faucet, MarketOrder, Modify,
-    PlaceOrder, RevokeAgent, ScheduleCancel, Transaction, Transfer, Withdraw, decode_transaction,
+    OraclePrice, PlaceOrder, RevokeAgent, ScheduleCancel, Transaction, Transfer, Withdraw, decode_transaction,
     validate_signature,
 )
 
@@ -58,6 +60,7 @@ PROCESSORS: dict[type, Callable] = {
     CancelAll: process_cancel_all,
     Modify: process_modify,
     ScheduleCancel: process_schedule_cancel,
+    OraclePrice: process_oracle_price,
 }
 _UNAUTHORIZED = ActionResult(ResultCode.UNAUTHORIZED)
 
@@ -322,6 +325,7 @@ def apply_block(state: State, block: Block, verified: Mapping[bytes, Transaction
     process_block_time(state, events)
     by_hash = {tx.hash: process_transaction(state, events, tx) for tx in ordered}
     receipts = tuple(by_hash[tx.hash] for tx in txs)
+    process_oracles(state)
     block_hash = header.hash()
     state.last_block_hash = block_hash
     entries, root = commit_entries(state)

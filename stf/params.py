@@ -19,7 +19,12 @@ class AssetParams:
 
 @dataclass(frozen=True, slots=True)
 class SpotMarketParams:
-    """A spot market. `tick_size` is in quote atoms per lot; `lot_size` in base atoms per lot."""
+    """A spot market. `tick_size` is in quote atoms per lot; `lot_size` in base atoms per lot.
+
+    `price_band_bps` > 0 is a circuit breaker: new orders must be priced within that many basis points of the
+    oracle price, and while the oracle is stale (no aggregate newer than `oracle_max_age_ms`) new orders are
+    refused; cancels always work. 0 turns the band off.
+    """
 
     market_id: int
     symbol: str
@@ -31,6 +36,8 @@ class SpotMarketParams:
     maker_fee_bps: Bps
     taker_fee_bps: Bps
     fee_account: bytes
+    price_band_bps: Bps = Bps(0)
+    oracle_max_age_ms: TimeMs = TimeMs(60_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +59,4 @@ class GenesisConfig:
     assets: tuple[AssetParams, ...]
     spot_markets: tuple[SpotMarketParams, ...]
     balances: tuple[tuple[bytes, int, Atoms], ...] = field(default=())
+    validators: tuple[tuple[bytes, int], ...] = field(default=())

@@ -22,6 +22,7 @@ from stf.events import (
     REASON_CANCELLED, REASON_FILLED, REASON_SELF_TRADE, REASON_UNFILLED_IOC, OrderAccepted,
     OrderDone, OrderModified, Trade,
 )
+from stf.oracle import validate_price_band
 from stf.receipts import ActionResult
 from stf.state import (
     Account, Market, State, add_order, allocate_seq, credit, debit, get_account, hold, release, remove_order,
@@ -70,7 +71,7 @@ def compute_fillable(market: Market, owner: bytes, is_buy: bool, limit: PriceQuo
     return found
 
 
-def validate_order_params(market: Market | None, price: int, size_lots: int) -> ResultCode:
+def validate_order_params(state: State, market: Market | None, price: int, size_lots: int) -> ResultCode:
     if market is None:
         return R.UNKNOWN_MARKET
     if market.halted:
@@ -79,7 +80,7 @@ def validate_order_params(market: Market | None, price: int, size_lots: int) -> 
         return R.INVALID_PRICE
     if size_lots < market.params.min_size_lots:
         return R.BELOW_MIN_SIZE
-    return R.OK
+    return validate_price_band(market, price, state.time_ms)
 
 
 # --- mutating steps ------------------------------------------------------------------------------------------
@@ -200,7 +201,7 @@ def validate_new_order(
     state: State, market: Market | None, account: Account, is_buy: bool, price: int, size_lots: int, tif: int,
     client_id: int | None, expires_at_ms: int, reduce_only: bool,
 ) -> ResultCode:
-    code = validate_order_params(market, price, size_lots)
+    code = validate_order_params(state, market, price, size_lots)
     if code:
         return code
     if reduce_only:
@@ -300,11 +301,14 @@ def process_modify(state: State, events: list, account: Account, action: Modify)
     if order is None:
         return ActionResult(R.UNKNOWN_ORDER)
     market = state.markets[order.market_id]
-    code = validate_order_params(market, action.price, action.size_lots)
+    if action.price == order.price and action.size_lots <= order.size_lots:
+        # A partial cancel: allowed like a cancel, even on a halted market or with a stale oracle.
+        if action.size_lots < market.params.min_size_lots:
+            return ActionResult(R.BELOW_MIN_SIZE)
+        return modify_keeping_priority(state, events, market, account, order, action.size_lots)
+    code = validate_order_params(state, market, action.price, action.size_lots)
     if code:
         return ActionResult(code)
-    if action.price == order.price and action.size_lots <= order.size_lots:
-        return modify_keeping_priority(state, events, market, account, order, action.size_lots)
     asset, old_hold = compute_order_hold(market, order.is_buy, order.price, order.size_lots)
     need_asset, need = compute_placement_need(market, order.is_buy, action.price, action.size_lots)
     if account.get_available(need_asset) + old_hold < need:

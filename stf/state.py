@@ -31,6 +31,7 @@ KEY_MARKET = b"m"
 KEY_NONCES = b"n"
 KEY_GLOBAL = b"g"
 KEY_ASSET = b"s"
+KEY_VALIDATORS = b"v"
 
 
 class Account:
@@ -50,26 +51,36 @@ class Account:
 
 
 class Market:
-    __slots__ = ("params", "book", "last_trade_price", "halted")
+    """A market's book and mutable state. Oracle: `oracle_submissions` maps a validator to its latest
+    (price, block time); `oracle_price` is the last stake-weighted median, taken at `oracle_time_ms`."""
+
+    __slots__ = (
+        "params", "book", "last_trade_price", "halted", "oracle_price", "oracle_time_ms", "oracle_submissions",
+    )
 
     def __init__(self, params: SpotMarketParams) -> None:
         self.params = params
         self.book = Book()
         self.last_trade_price = 0
         self.halted = False
+        self.oracle_price = 0
+        self.oracle_time_ms = 0
+        self.oracle_submissions: dict[bytes, tuple[int, int]] = {}
 
 
 class State:
     __slots__ = (
-        "params", "assets", "supply", "markets", "accounts", "orders", "nonces", "height", "time_ms",
+        "params", "assets", "supply", "validators", "markets", "accounts", "orders", "nonces", "height", "time_ms",
         "last_block_hash", "next_seq", "block_start_seq", "expiry_heap", "schedule_heap", "merkle",
         "dirty_accounts", "dirty_orders", "dirty_markets", "dirty_nonces", "dirty_assets", "dirty_global",
+        "dirty_validators",
     )
 
     def __init__(self, params: ChainParams) -> None:
         self.params = params
         self.assets: dict[int, AssetParams] = {}
         self.supply: dict[int, int] = {}
+        self.validators: dict[bytes, int] = {}
         self.markets: dict[int, Market] = {}
         self.accounts: dict[bytes, Account] = {}
         self.orders: dict[int, Order] = {}
@@ -88,6 +99,7 @@ class State:
         self.dirty_nonces: dict[bytes, None] = {}
         self.dirty_assets: dict[int, None] = {}
         self.dirty_global = True
+        self.dirty_validators = False
 
 
 # --- accessors ---------------------------------------------------------------------------------------------
@@ -237,10 +249,16 @@ def encode_account(account: Account) -> bytes | None:
 
 def encode_market(market: Market) -> bytes:
     p = market.params
+    submissions = [[v, price, t] for v, (price, t) in sorted(market.oracle_submissions.items())]
     return codec.encode([
         p.market_id, p.symbol.encode(), p.base_asset, p.quote_asset, p.tick_size, p.lot_size, p.min_size_lots,
-        p.maker_fee_bps, p.taker_fee_bps, p.fee_account, market.last_trade_price, market.halted,
+        p.maker_fee_bps, p.taker_fee_bps, p.fee_account, p.price_band_bps, p.oracle_max_age_ms,
+        market.last_trade_price, market.halted, market.oracle_price, market.oracle_time_ms, submissions,
     ])
+
+
+def encode_validators(state: State) -> bytes:
+    return codec.encode([[address, power] for address, power in sorted(state.validators.items())])
 
 
 def encode_asset(asset: AssetParams, supply: int) -> bytes:
@@ -258,7 +276,7 @@ def collect_dirty_entries(state: State) -> list[tuple[bytes, bytes | None]]:
 
     An order created and gone within the block (order id at or above `block_start_seq`) never existed between
     blocks, so it is neither a diff entry nor a state-root change. Groups are appended in tag order
-    (a < g < m < n < o < s) and sorted within, so the list comes out in key order without a final sort.
+    (a < g < m < n < o < s < v) and sorted within, so the list comes out in key order without a final sort.
     """
     entries: list[tuple[bytes, bytes | None]] = []
     accounts = state.accounts
@@ -280,12 +298,15 @@ def collect_dirty_entries(state: State) -> list[tuple[bytes, bytes | None]]:
             entries.append((KEY_ORDER + order_id.to_bytes(8, "big"), None))
     for asset_id in sorted(state.dirty_assets):
         entries.append((asset_key(asset_id), encode_asset(state.assets[asset_id], state.supply.get(asset_id, 0))))
+    if state.dirty_validators:
+        entries.append((KEY_VALIDATORS, encode_validators(state)))
     state.dirty_accounts.clear()
     state.dirty_orders.clear()
     state.dirty_markets.clear()
     state.dirty_nonces.clear()
     state.dirty_assets.clear()
     state.dirty_global = False
+    state.dirty_validators = False
     return entries
 
 
@@ -312,6 +333,7 @@ def export_entries(state: State) -> list[tuple[bytes, bytes]]:
     entries += [(order_key(o), codec.encode(state.orders[o].to_fields())) for o in sorted(state.orders)]
     entries += [(nonces_key(s), codec.encode(state.nonces[s])) for s in sorted(state.nonces)]
     entries.append((KEY_GLOBAL, encode_global(state)))
+    entries.append((KEY_VALIDATORS, encode_validators(state)))
     entries.sort()
     return entries
 
@@ -363,10 +385,11 @@ def _install_order(state: State, order_id: int, value: bytes | None) -> None:
 
 
 def _install_market(state: State, value: bytes) -> None:
-    (market_id, symbol, base, quote, tick, lot, min_size, maker_bps, taker_bps, fee_account, last_trade_price,
-     halted) = codec.decode(value, len(value))
+    (market_id, symbol, base, quote, tick, lot, min_size, maker_bps, taker_bps, fee_account, band_bps, max_age_ms,
+     last_trade_price, halted, oracle_price, oracle_time_ms, submissions) = codec.decode(value, len(value))
     params = SpotMarketParams(
-        market_id, symbol.decode(), base, quote, tick, lot, min_size, maker_bps, taker_bps, fee_account,
+        market_id, symbol.decode(), base, quote, tick, lot, min_size, maker_bps, taker_bps, fee_account, band_bps,
+        max_age_ms,
     )
     market = state.markets.get(market_id)
     if market is None:
@@ -374,6 +397,9 @@ def _install_market(state: State, value: bytes) -> None:
     market.params = params
     market.last_trade_price = last_trade_price
     market.halted = halted
+    market.oracle_price = oracle_price
+    market.oracle_time_ms = oracle_time_ms
+    market.oracle_submissions = {v: (price, t) for v, price, t in submissions}
 
 
 def apply_entries(state: State, entries: list[tuple[bytes, bytes | None]]) -> bytes:
@@ -394,6 +420,8 @@ def apply_entries(state: State, entries: list[tuple[bytes, bytes | None]]) -> by
         elif tag == KEY_ASSET:
             asset_id, symbol, decimals, state.supply[asset_id] = codec.decode(value, len(value))
             state.assets[asset_id] = AssetParams(asset_id, symbol.decode(), decimals)
+        elif tag == KEY_VALIDATORS:
+            state.validators = {address: power for address, power in codec.decode(value, len(value))}
         elif tag == KEY_GLOBAL:
             _chain, state.height, state.time_ms, state.last_block_hash, state.next_seq = codec.decode(
                 value, len(value))
@@ -409,6 +437,7 @@ def apply_entries(state: State, entries: list[tuple[bytes, bytes | None]]) -> by
     state.dirty_nonces.clear()
     state.dirty_assets.clear()
     state.dirty_global = False
+    state.dirty_validators = False
     return state.merkle.root()
 
 
@@ -427,5 +456,7 @@ def initialize_state(genesis: GenesisConfig) -> State:
         state.dirty_markets[params.market_id] = None
     for address, asset, amount in genesis.balances:
         mint(state, get_account(state, address), asset, amount)
+    state.validators = dict(genesis.validators)
+    state.dirty_validators = True
     commit_entries(state)
     return state

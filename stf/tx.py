@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from stf import codec
 from stf.constants import (
-    ADDRESS_LEN, MAX_ACTIONS_PER_TX, MAX_TX_BYTES, MAX_WITHDRAW_DESTINATION_LEN, PROTOCOL_VERSION, PUBKEY_LEN,
+    ADDRESS_LEN, MAX_ACTIONS_PER_TX, MAX_ORACLE_PRICES_PER_ACTION, MAX_TX_BYTES, MAX_WITHDRAW_DESTINATION_LEN, PROTOCOL_VERSION, PUBKEY_LEN,
     SIGNATURE_LEN,
 )
 from stf.crypto import PrivateKey, compute_address, compute_sign_bytes, is_valid_signature
@@ -189,8 +189,9 @@ class CancelAll(NamedTuple):
 
 class Modify(NamedTuple):
     """Set a resting order's price and remaining size. Priority is kept only if the price is unchanged and the
-    size does not grow; otherwise the order is re-sequenced under the same order id and, unless it was placed
-    post-only (which then fails with POST_ONLY_WOULD_CROSS), may trade."""
+    size does not grow (a partial cancel, allowed like a cancel on a halted market or with a stale oracle);
+    otherwise the order is re-sequenced under the same order id and, unless it was placed post-only (which then
+    fails with POST_ONLY_WOULD_CROSS), may trade."""
 
     KIND = 15
     market: int
@@ -217,14 +218,36 @@ class ScheduleCancel(NamedTuple):
         return cls(_field_optional_u64(f[0], "at_ms"))
 
 
+class OraclePrice(NamedTuple):
+    """A validator's oracle prices: [[market, price], ...] with market ids strictly ascending; price in quote
+    atoms per lot. Accepted only from a current validator signing for itself."""
+
+    KIND = 20
+    prices: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def from_fields(cls, f: list) -> "OraclePrice":
+        raw = f[0]
+        if type(raw) is not list or not 1 <= len(raw) <= MAX_ORACLE_PRICES_PER_ACTION:
+            raise MalformedAction(f"prices must be a list of 1 to {MAX_ORACLE_PRICES_PER_ACTION} [market, price]")
+        prices = []
+        for pair in raw:
+            if type(pair) is not list or len(pair) != 2:
+                raise MalformedAction("each oracle price is [market, price]")
+            prices.append((_field_u64(pair[0], "market"), _field_u64(pair[1], "price", 1)))
+        if any(prices[i][0] >= prices[i + 1][0] for i in range(len(prices) - 1)):
+            raise MalformedAction("oracle prices must list market ids in strictly ascending order")
+        return cls(tuple(prices))
+
+
 Action = (
     Transfer | Withdraw | Faucet | ApproveAgent | RevokeAgent | PlaceOrder | MarketOrder | Cancel
-    | CancelByClientId | CancelAll | Modify | ScheduleCancel
+    | CancelByClientId | CancelAll | Modify | ScheduleCancel | OraclePrice
 )
 ACTION_TYPES: dict[int, type] = {
     cls.KIND: cls for cls in (
         Transfer, Withdraw, Faucet, ApproveAgent, RevokeAgent, PlaceOrder, MarketOrder, Cancel, CancelByClientId,
-        CancelAll, Modify, ScheduleCancel,
+        CancelAll, Modify, ScheduleCancel, OraclePrice,
     )
 }
 ACTION_FIELD_COUNTS: dict[int, int] = {kind: len(cls._fields) for kind, cls in ACTION_TYPES.items()}

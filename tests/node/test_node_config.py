@@ -298,8 +298,8 @@ def test_init_home_with_genesis_doc(tmp_path: Path) -> None:
 
 
 def test_init_home_refuses_bad_genesis(tmp_path: Path) -> None:
-    doc = minimal_genesis("kabuto-test") | {"validators": []}
-    with pytest.raises(HomeError, match="unknown field 'validators'"):
+    doc = minimal_genesis("kabuto-test") | {"validator_set": []}
+    with pytest.raises(HomeError, match="unknown field 'validator_set'"):
         init_home(tmp_path / "h", "kabuto-test", genesis_doc=doc)
     assert not (tmp_path / "h").exists()
 

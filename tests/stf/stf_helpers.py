@@ -20,10 +20,18 @@ def make_key(index: int) -> PrivateKey:
 class Chain:
     """A state plus helpers to sign transactions and apply blocks one second apart."""
 
-    def __init__(self, accounts: int = 4, faucet: bool = False, **params) -> None:
+    def __init__(
+        self, accounts: int = 4, faucet: bool = False, validators: dict[int, int] | None = None,
+        market_overrides: dict[int, dict] | None = None, **params,
+    ) -> None:
+        """`validators` maps a key index to its power; `market_overrides` adds fields to a spot market."""
         self.keys = [make_key(i + 1) for i in range(accounts)]
         balances = [(k.address.hex(), a, n) for k in self.keys for a, n in ((USD, FUNDED_USD), (BTC, FUNDED_BTC), (ETH, FUNDED_ETH))]
-        self.genesis = validate_genesis(minimal_genesis(balances=balances, faucet=faucet, **params))
+        doc = minimal_genesis(balances=balances, faucet=faucet, **params)
+        doc["validators"] = [{"address": self.keys[i].address.hex(), "power": p} for i, p in (validators or {}).items()]
+        for market_id, fields in (market_overrides or {}).items():
+            doc["spot_markets"][market_id].update(fields)
+        self.genesis = validate_genesis(doc)
         self.state: State = initialize_state(self.genesis)
         self.time_ms = self.genesis.genesis_time_ms
         self.next_nonce = self.time_ms
