@@ -406,3 +406,36 @@ def test_invalid_repeated_json_key():
     with pytest.raises(InvalidGenesis) as info:
         load_genesis(text)
     assert "'chain_id' appears more than once" in str(info.value)
+
+
+def with_validators(validators) -> dict:
+    doc = base_doc()
+    doc["validators"] = validators
+    return doc
+
+
+def test_validators_and_oracle_fields_load():
+    doc = with_validators([{"address": BOB, "power": 3}, {"address": ALICE, "power": "7"}])
+    doc["spot_markets"][0].update({"price_band_bps": 500, "oracle_max_age_ms": 5000})
+    g = validate_genesis(doc)
+    assert g.validators == ((bytes.fromhex(ALICE), 7), (bytes.fromhex(BOB), 3))
+    assert (g.spot_markets[0].price_band_bps, g.spot_markets[0].oracle_max_age_ms) == (500, 5000)
+    assert (g.spot_markets[1].price_band_bps, g.spot_markets[1].oracle_max_age_ms) == (0, 60_000)
+
+
+@pytest.mark.parametrize("validators, fragment", [
+    ({"address": ALICE}, "validators: must be a list"),
+    (["x"], "validators[0]: must be an object"),
+    ([{"address": ALICE, "power": 0}], "validators[0].power"),
+    ([{"address": ALICE, "power": 2**60 + 1}], "validators[0].power"),
+    ([{"address": "zz", "power": 1}], "validators[0].address"),
+    ([{"address": ALICE, "power": 1}, {"address": ALICE, "power": 2}], "validators[1].address: listed twice"),
+    ([{"address": ALICE, "power": 1, "stake": 5}], "validators[0]: unknown field 'stake'"),
+], ids=["not-list", "not-object", "zero-power", "huge-power", "bad-address", "duplicate", "unknown-field"])
+def test_invalid_validators(validators, fragment):
+    assert_invalid(with_validators(validators), fragment)
+
+
+@pytest.mark.parametrize("field, value", [("price_band_bps", -1), ("price_band_bps", 10_000), ("oracle_max_age_ms", 0)])
+def test_invalid_oracle_market_fields(field, value):
+    assert_invalid(mutate(["spot_markets", 0, field], value), f"spot_markets[0].{field}")
