@@ -9,7 +9,7 @@ agent-signed orders, and dead-man's switches. Prices stay near a mid so books cr
 import random
 
 from stf.tx import (
-    AGENT_ACTION_KINDS,
+    AGENT_ACTION_KINDS, OraclePrice,
     ApproveAgent, Cancel, CancelAll, CancelByClientId, Faucet, MarketOrder, Modify, PlaceOrder, ScheduleCancel,
     Transfer, Withdraw,
 )
@@ -50,8 +50,10 @@ def random_action(rng: random.Random, chain: Chain, owner_index: int):
         return Withdraw(rng.choice((USD, BTC)), rng.randint(1, 10**6), b"dest")
     if roll < 0.96:
         return Faucet(rng.choice((USD, BTC)), rng.randint(1, 10**8))
-    if roll < 0.98:
+    if roll < 0.97:
         return ScheduleCancel(rng.choice((None, chain.time_ms + rng.randint(1500, 4000))))
+    if roll < 0.98:
+        return OraclePrice(tuple((m, MIDS[m] + rng.randint(-30, 30)) for m in (BTC_USD, ETH_USD)))
     return PlaceOrder(market, True, mid * 3, 10**12, 0, None, 0, False)  # unaffordable: INSUFFICIENT_BALANCE
 
 
@@ -61,6 +63,10 @@ def random_blocks(seed: int, chain: Chain, blocks: int, txs_per_block: int):
     agent = make_key(10_000)
     for _ in range(blocks):
         txs = []
+        for validator in range(3):  # keys 0 to 2 feed the oracle in about half the blocks
+            if rng.random() < 0.5:
+                prices = tuple((m, MIDS[m] + rng.randint(-30, 30)) for m in (BTC_USD, ETH_USD))
+                txs.append(chain.tx(chain.keys[validator], OraclePrice(prices)))
         for _ in range(rng.randint(0, txs_per_block)):
             who = rng.randrange(len(chain.keys))
             actions = [random_action(rng, chain, who) for _ in range(rng.randint(1, 3))]
@@ -76,4 +82,8 @@ def random_blocks(seed: int, chain: Chain, blocks: int, txs_per_block: int):
 
 
 def make_flow_chain() -> Chain:
-    return Chain(accounts=6, faucet=True, max_open_orders_per_account=40)
+    """Keys 0 to 2 are validators (power 2, 1, 1); ETH-USD has a 20% price band around the oracle."""
+    return Chain(
+        accounts=6, faucet=True, max_open_orders_per_account=40, validators={0: 2, 1: 1, 2: 1},
+        market_overrides={ETH_USD: {"price_band_bps": 2000}},
+    )
