@@ -1,4 +1,4 @@
-"""Tendermint BFT consensus as a sans-IO state machine (DESIGN section 4, docs/CONSENSUS.md).
+"""Tendermint BFT consensus as a sans-IO state machine (docs/CONSENSUS.md).
 
 Entry points for a driver (the node): `consensus.engine.Engine` (events in, actions out; `Engine.restore` after
 a restart), the event and action types in `consensus.events`, the `Application` protocol and the synchronous

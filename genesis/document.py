@@ -96,7 +96,9 @@ def _assets(doc: dict) -> tuple[AssetParams, ...]:
         if not isinstance(a, dict):
             raise InvalidGenesis(f"{where}: must be an object")
         _known_fields(a, ASSET_FIELDS, where)
-        assets.append(AssetParams(_int(a, "id", where, 0, 65_535), _text(a, "symbol", where), _int(a, "decimals", where, 0, 18)))
+        assets.append(AssetParams(
+            _int(a, "id", where, 0, 65_535), _text(a, "symbol", where), _int(a, "decimals", where, 0, 18),
+        ))
     ids = [a.asset_id for a in assets]
     if len(set(ids)) != len(ids):
         raise InvalidGenesis("assets: asset ids must be unique")
@@ -185,9 +187,13 @@ def validate_genesis(doc: Any) -> GenesisConfig:
     if len(set(ids)) != len(ids):
         raise InvalidGenesis("spot_markets: market ids must be unique")
     balances = _balances(doc, asset_ids)
-    return GenesisConfig(
-        params, _int(doc, "genesis_time_ms", "genesis"), assets, markets, balances, _validators(doc),
-    )
+    validators = _validators(doc)
+    for i, market in enumerate(markets):
+        if market.price_band_bps and not validators:
+            raise InvalidGenesis(
+                f"spot_markets[{i}].price_band_bps: a price band needs validators to feed the oracle; none are listed"
+            )
+    return GenesisConfig(params, _int(doc, "genesis_time_ms", "genesis"), assets, markets, balances, validators)
 
 
 def load_genesis(text: str) -> GenesisConfig:

@@ -10,7 +10,7 @@ Contract:
   `host:port` address or a bad `nodeid@host:port` peer. `str(error)` is one line: `path: field: reason`.
 - `render_config(config)` writes TOML by hand (flat tables of str, int, bool and lists of str only, every key
   written) and `load_config` of its output gives back an equal `NodeConfig`.
-- This is node runtime config only (STYLE 7): nothing here is consensus-relevant and the STF never reads it.
+- This is node runtime config only: nothing here is consensus-relevant and the STF never reads it.
   Chain parameters live in the genesis document.
 
 Sections, keys and defaults (ranges are checked by `load_config`):

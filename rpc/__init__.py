@@ -1,4 +1,4 @@
-"""The JSON-RPC 2.0 and WebSocket server over read-only views that the node injects (DESIGN §6).
+"""The JSON-RPC 2.0 and WebSocket server over read-only views that the node injects.
 
 - `rpc.jsonrpc`: sans-IO parsing, the route table (`Router`, `Route`, `Param` and its types), error codes.
 - `rpc.subscriptions`: the publish/subscribe hub, per-connection bounded send buffers, WebSocket close codes.

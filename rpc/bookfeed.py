@@ -1,4 +1,4 @@
-"""Per-market L2 book feed: a snapshot, then one diff message per block, each with a checksum (DESIGN §6).
+"""Per-market L2 book feed: a snapshot, then one diff message per block, each with a checksum.
 
 Server side, `BookFeed` keeps the top `depth` (default `FEED_DEPTH` = 50) aggregated levels of each side of
 every market, as they stood after the last block it saw. After each block, `BookFeed.update(state)` compares

@@ -1,4 +1,4 @@
-"""The read-only chain view that RPC handlers see as `ctx.views` (STYLE §8: a route table over injected views).
+"""The read-only chain view that RPC handlers see as `ctx.views`.
 
 `ChainView` is the protocol the node implements; `InMemoryChainView` is a complete implementation that a test
 (and, until it has its own store, the node) feeds with `add_block(block, result)` right after each

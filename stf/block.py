@@ -1,22 +1,25 @@
 """Blocks and `apply_block`, the entry point of the state transition function.
 
-`apply_block(state, block)` is a table of contents (STYLE §1):
+`apply_block(state, block)` is a table of contents:
 
-1. `validate_header` (before any signature is checked): chain id, height = previous + 1, time never decreasing, previous block hash, the app hash
-   (the state root this block builds on, as in CometBFT's header) and the transactions root;
+1. `validate_header`, before any signature is checked: chain id, height = previous + 1, time never
+   decreasing, previous block hash, the app hash (the state root this block builds on, as in CometBFT's
+   header) and the transactions root;
 2. `decode_block_transactions` decodes every transaction and checks its signature, except those the caller
    hands over already decoded and verified (`verified`, keyed by the exact wire bytes: a node verifies each
-   transaction once, at admission); `validate_transactions` then checks that the signer may act for the account (the account itself, or an agent it approved before
-   this block, signing trading actions only) and its nonce, in execution order; the first invalid one rejects
-   the whole block with `InvalidBlock` and the state is untouched;
+   transaction once, at admission); `validate_transactions` then checks, in execution order, that the signer
+   may act for the account (the account itself, or an agent it approved before this block, signing trading
+   actions only) and its nonce. The first invalid transaction rejects the whole block with `InvalidBlock` and
+   the state is untouched (`validate_block` runs steps 1 and 2 alone);
 3. `process_block_time`: expire good-til-time orders and fire dead-man's switches whose time has come;
-4. `process_transaction` for each (then `process_oracles` folds this block's oracle submissions into each
-   market's stake-weighted median, see stf/oracle.py): execute the transactions, makers first (see `compute_execution_order`), each
-   action atomically, producing one receipt per transaction (receipts are returned in block order);
-5. `commit_entries`: fold the changed entries into the state root; the block diff is the events plus these
+4. `process_transaction` for each transaction, makers first (see `compute_execution_order`), each action
+   atomically, producing one receipt per transaction (receipts are returned in block order);
+5. `process_oracles`: fold the block's oracle submissions into each market's stake-weighted median
+   (stf/oracle.py);
+6. `commit_entries`: fold the changed entries into the state root; the block diff is the events plus these
    entries.
 
-The state is mutated in place. Steps 1 and 2 complete before any mutation, and steps 3 to 5 cannot fail on valid
+The state is mutated in place. Steps 1 and 2 complete before any mutation, and steps 3 to 6 cannot fail on valid
 input, so a block applies whole or not at all.
 """
 

@@ -1,4 +1,4 @@
-"""Events: every change the STF makes is announced by one (DESIGN §3). Events are immutable named tuples,
+"""Events: every change the STF makes is announced by one. Events are immutable named tuples,
 encoded as `[kind, field, ...]` in block diffs (docs/PROTOCOL.md §Events lists the kinds and fields)."""
 
 from typing import NamedTuple

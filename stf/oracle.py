@@ -1,5 +1,5 @@
 """The oracle: validators submit prices in transactions; each market's oracle price is the stake-weighted median
-of the fresh submissions (DESIGN §3), and spot markets may guard their orders with a price band around it.
+of the fresh submissions, and spot markets may guard their orders with a price band around it.
 
 Rules (docs/PROTOCOL.md §Oracle):
 - `process_oracle_price`: only a current validator, signing for itself, may submit (else NOT_A_VALIDATOR); every
@@ -88,6 +88,7 @@ def validate_price_band(market: Market, price: int, now_ms: int) -> ResultCode:
     if not is_oracle_fresh(market, now_ms):
         return R.ORACLE_STALE
     oracle = market.oracle_price
-    if price * BPS_DENOMINATOR < oracle * (BPS_DENOMINATOR - band) or price * BPS_DENOMINATOR > oracle * (BPS_DENOMINATOR + band):
+    scaled = price * BPS_DENOMINATOR
+    if scaled < oracle * (BPS_DENOMINATOR - band) or scaled > oracle * (BPS_DENOMINATOR + band):
         return R.PRICE_OUT_OF_BAND
     return R.OK

@@ -1,6 +1,6 @@
 """Chain parameters and the genesis configuration the STF starts from.
 
-These are the tunables of one chain (DESIGN §3, STYLE §7): they come from the genesis document, which
+These are the tunables of one chain: they come from the genesis document, which
 `genesis/` parses and validates, and they never change inside a block. Node runtime settings (ports, timeouts)
 live in the node's config and are never read here.
 """

@@ -28,7 +28,9 @@ from stf.state import (
     Account, Market, State, add_order, allocate_seq, credit, debit, get_account, hold, release, remove_order,
     resize_order, unindex_order,
 )
-from stf.tx import TIF_ALO, TIF_FOK, TIF_GTC, TIF_IOC, Cancel, CancelAll, CancelByClientId, MarketOrder, Modify, PlaceOrder
+from stf.tx import (
+    TIF_ALO, TIF_FOK, TIF_GTC, TIF_IOC, Cancel, CancelAll, CancelByClientId, MarketOrder, Modify, PlaceOrder,
+)
 from stf.units import Atoms, PriceQuote, SizeLots, compute_fee, compute_fee_bound_per_lot
 
 R = ResultCode
@@ -85,7 +87,9 @@ def validate_order_params(state: State, market: Market | None, price: int, size_
 
 # --- mutating steps ------------------------------------------------------------------------------------------
 
-def settle_fill(state: State, market: Market, taker: Account, maker_order: Order, is_buy: bool, qty: SizeLots) -> tuple[int, int]:
+def settle_fill(
+    state: State, market: Market, taker: Account, maker_order: Order, is_buy: bool, qty: SizeLots,
+) -> tuple[int, int]:
     """Move funds for one fill at the maker's price; returns (taker fee, maker fee)."""
     p = market.params
     maker = state.accounts[maker_order.owner]
@@ -318,7 +322,9 @@ def process_modify(state: State, events: list, account: Account, action: Modify)
         return ActionResult(R.POST_ONLY_WOULD_CROSS)
     remove_order(state, order)
     release(state, account, asset, old_hold)
-    events.append(OrderModified(order.order_id, order.market_id, account.address, action.price, action.size_lots, False))
+    events.append(OrderModified(
+        order.order_id, order.market_id, account.address, action.price, action.size_lots, False,
+    ))
     return execute_order(
         state, events, market, account, order.is_buy, action.price, action.size_lots,
         TIF_ALO if order.post_only else TIF_GTC, order.client_id, order.expires_at_ms, order.order_id,

@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 
 from stf import codec
 from stf.constants import (
-    ADDRESS_LEN, MAX_ACTIONS_PER_TX, MAX_ORACLE_PRICES_PER_ACTION, MAX_TX_BYTES, MAX_WITHDRAW_DESTINATION_LEN, PROTOCOL_VERSION, PUBKEY_LEN,
+    ADDRESS_LEN, MAX_ACTIONS_PER_TX, MAX_ORACLE_PRICES_PER_ACTION, MAX_TX_BYTES, MAX_WITHDRAW_DESTINATION_LEN,
+    PROTOCOL_VERSION, PUBKEY_LEN,
     SIGNATURE_LEN,
 )
 from stf.crypto import PrivateKey, compute_address, compute_sign_bytes, is_valid_signature

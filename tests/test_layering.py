@@ -1,4 +1,4 @@
-"""The dependency rules of DESIGN §2, kept by a test.
+"""The package dependency rules, kept by a test.
 
 `stf/` and `consensus/` are the deterministic core: they may import only the standard library (minus
 clocks, randomness, decimal, asyncio and logging), msgpack and pynacl. `consensus/` orders opaque values and

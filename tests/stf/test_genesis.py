@@ -439,3 +439,7 @@ def test_invalid_validators(validators, fragment):
 @pytest.mark.parametrize("field, value", [("price_band_bps", -1), ("price_band_bps", 10_000), ("oracle_max_age_ms", 0)])
 def test_invalid_oracle_market_fields(field, value):
     assert_invalid(mutate(["spot_markets", 0, field], value), f"spot_markets[0].{field}")
+
+
+def test_invalid_price_band_without_validators():
+    assert_invalid(mutate(["spot_markets", 0, "price_band_bps"], 100), "spot_markets[0].price_band_bps", "needs validators")
