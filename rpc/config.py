@@ -18,6 +18,9 @@ environment. Every limit, when hit, gives the client an error that names it (see
 | `send_queue_messages`              | 1024    | frames waiting to be written to one WebSocket (close 4008 when full) |
 | `ws_heartbeat_seconds`             | 20      | ping interval; no pong within half of it drops the peer (1006)      |
 | `ws_close_timeout_seconds`         | 5       | from a close request to the end of the handshake; then abort        |
+| `commit_timeout_seconds`           | 10      | longest wait of `broadcast_tx_commit` for inclusion (-32010)        |
+| `max_pending_submissions`          | 1024    | `broadcast_tx_async` admissions running plus `broadcast_tx_commit`  |
+|                                    |         | calls waiting, together (-32005)                                    |
 
 A call is one entry of a batch: a batch of 10 costs 10 tokens. A body that fails to parse costs one.
 """
@@ -41,6 +44,8 @@ class RpcConfig:
     send_queue_messages: int = 1024
     ws_heartbeat_seconds: float = 20.0
     ws_close_timeout_seconds: float = 5.0
+    commit_timeout_seconds: float = 10.0
+    max_pending_submissions: int = 1024
 
     def __post_init__(self) -> None:
         for f in fields(self):

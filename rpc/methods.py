@@ -1,8 +1,9 @@
-"""The exchange's JSON-RPC methods: `make_router(view)` and `make_channels()` (docs/API.md is the reference).
+"""The exchange's JSON-RPC query methods: `make_router(view)` (docs/API.md is the reference).
 
 Handlers read only the read-only `ChainView` (`rpc/views.py`) that `make_router(view)` was built over, and
 change nothing. The node passes the same view to `rpc.server.make_app`, so it is also every call's `ctx.views`
-and what the `book` channel's snapshot reads.
+and what the channels of `rpc/channels.py` read. The `format_*` functions are the JSON shapes shared by the
+methods and the channels. Submission (`broadcast_tx_*`) is in `rpc/submit.py`.
 
 Number rule: every quantity that may exceed 2^53 (amounts in atoms, prices, sizes in lots, heights, times in
 ms, order ids, client ids, nonces, seq) is a decimal string; identifiers bounded by 65535 (market and asset
@@ -20,38 +21,48 @@ Application errors (besides the JSON-RPC codes of rpc/jsonrpc.py):
 | -32003 | Order not found       | no open order, nor one finished within the blocks kept      | order_id, or  |
 |        |                       |                                                             | address and   |
 |        |                       |                                                             | client_id     |
+| -32004 | Not available         | this node does not serve it (genesis document, submission)  | feature       |
+
+Pages (`fills`, `trades`) list the newest first, at most `limit` (1..1000, default 100) items; `fills` returns
+`next_cursor` ("HEIGHT:INDEX" of the last item, or null when nothing older remains), to be sent back as
+`before` for the next page. Both read the blocks kept (the view's window).
 """
 
-from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
+from stf.block import Block, BlockResult
 from stf.book import Order
 from stf.errors import ResultCode
-from stf.events import DONE_REASON_NAMES, OrderAccepted, OrderDone
+from stf.events import DONE_REASON_NAMES, OrderAccepted, OrderDone, Trade
+from stf.params import GenesisConfig
 from stf.proof import Proof
 from stf.receipts import Receipt
-from stf.state import account_key, prove_account
+from stf.state import Account, State, account_key, prove_account
 from stf.tx import TIME_IN_FORCE_NAMES, decode_transaction
 
 from rpc.bookfeed import compute_checksum, get_levels
 from rpc.jsonrpc import (
     INVALID_PARAMS, CallContext, Hex, Param, ParamError, Route, Router, RpcError, UInt,
 )
-from rpc.subscriptions import Channel
-from rpc.views import ChainView
+from rpc.views import ChainView, TradeAt
 
 __all__ = [
     "HEIGHT_NOT_AVAILABLE", "TX_NOT_FOUND", "ORDER_NOT_FOUND", "MAX_BOOK_DEPTH", "DEFAULT_BOOK_DEPTH",
-    "BOOK_CHANNEL", "make_router", "make_channels",
+    "NOT_AVAILABLE", "DEFAULT_PAGE", "MAX_PAGE", "make_router", "format_block", "format_block_diff",
+    "format_trade", "format_fill", "format_balances", "format_genesis", "format_event", "format_receipt",
+    "format_order",
 ]
 
 HEIGHT_NOT_AVAILABLE = -32001
 TX_NOT_FOUND = -32002
 ORDER_NOT_FOUND = -32003
+NOT_AVAILABLE = -32004
 
 DEFAULT_BOOK_DEPTH = 20
 MAX_BOOK_DEPTH = 500
-BOOK_CHANNEL = "book"
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
 
 EVENT_NAMES = {
     1: "OrderAccepted", 2: "Trade", 3: "OrderDone", 4: "OrderModified", 5: "Transfer", 6: "Withdrawal",
@@ -98,13 +109,44 @@ def _depth_type(value: Any) -> int:
     return depth
 
 
+def _limit_type(value: Any) -> int:
+    limit = UInt(MAX_PAGE)(value)
+    if limit < 1:
+        raise ParamError(f"must be from 1 to {MAX_PAGE}")
+    return limit
+
+
+def _cursor_type(value: Any) -> tuple[int, int]:
+    """A page cursor "HEIGHT:INDEX", as returned in `next_cursor`."""
+    parts = value.split(":") if isinstance(value, str) and len(value) <= 41 else []
+    if len(parts) != 2 or not all(_U64.accepts(part) for part in parts):
+        raise ParamError('must be a cursor "HEIGHT:INDEX" as returned in next_cursor')
+    return int(parts[0]), int(parts[1])
+
+
+def _page(
+    items: Iterable[TradeAt], market: int | None, limit: int, before: tuple[int, int] | None,
+) -> tuple[list[TradeAt], bool]:
+    """Up to `limit` items (newest first) strictly older than `before`, in `market`; and whether more remain."""
+    page: list[TradeAt] = []
+    for item in items:
+        if before is not None and (item.height, item.index) >= before:
+            continue
+        if market is not None and item.trade.market != market:
+            continue
+        if len(page) == limit:
+            return page, True
+        page.append(item)
+    return page, False
+
+
 def _invalid(param: str, message: str) -> RpcError:
     return RpcError(INVALID_PARAMS, f"Invalid params: {param}: {message}", {"param": param})
 
 
 # --- JSON shapes ----------------------------------------------------------------------------------------------
 
-def _order_json(order: Order) -> dict[str, Any]:
+def format_order(order: Order) -> dict[str, Any]:
     return {
         "order_id": str(order.order_id), "market": order.market_id, "side": "buy" if order.is_buy else "sell",
         "price": str(order.price), "size_lots": str(order.size_lots), "orig_size_lots": str(order.orig_size_lots),
@@ -123,7 +165,7 @@ def _value_json(name: str, value: Any) -> Any:
     return value
 
 
-def _event_json(event: Any) -> dict[str, Any]:
+def format_event(event: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": event.KIND, "type": EVENT_NAMES[event.KIND]}
     out.update((name, _value_json(name, value)) for name, value in zip(event._fields, event))
     if isinstance(event, OrderDone):
@@ -133,7 +175,7 @@ def _event_json(event: Any) -> dict[str, Any]:
     return out
 
 
-def _receipt_json(index: int, receipt: Receipt) -> dict[str, Any]:
+def format_receipt(index: int, receipt: Receipt) -> dict[str, Any]:
     return {
         "index": index, "tx_hash": receipt.tx_hash.hex(),
         "results": [
@@ -147,6 +189,96 @@ def _receipt_json(index: int, receipt: Receipt) -> dict[str, Any]:
 def _proof_json(proof: Proof) -> list[Any]:
     entries, siblings = proof.to_wire()
     return [[[k.hex(), d.hex()] for k, d in entries], [[h.hex() for h in group] for group in siblings]]
+
+
+def format_block(block: Block, result: BlockResult) -> dict[str, Any]:
+    """The `block` result, also the `blocks` channel's message."""
+    h = block.header
+    return {
+        "block_id": {"hash": result.block_hash.hex()},
+        "header": {
+            "chain_id": h.chain_id, "height": str(h.height), "time_ms": str(h.time_ms),
+            "prev_hash": h.prev_hash.hex(), "app_hash": h.app_hash.hex(), "proposer": h.proposer.hex(),
+            "txs_root": h.txs_root.hex(),
+        },
+        "num_txs": len(block.txs),
+        "tx_hashes": [r.tx_hash.hex() for r in result.receipts],
+    }
+
+
+def format_block_diff(height: int, result: BlockResult) -> dict[str, Any]:
+    """The `block_diff` result, also the `block_diffs` channel's message."""
+    return {
+        "height": str(height), "block_hash": result.block_hash.hex(), "state_root": result.state_root.hex(),
+        "events": [format_event(e) for e in result.events],
+        "entries": [
+            {"kind": _ENTRY_KINDS.get(k[:1], "unknown"), "key": k.hex(), "value": None if v is None else v.hex()}
+            for k, v in result.entries
+        ],
+    }
+
+
+def format_trade(height: int, time_ms: int, trade: Trade) -> dict[str, Any]:
+    """One trade of the `trades` method and channel: at the maker's price; `side` is the taker's."""
+    return {
+        "height": str(height), "time_ms": str(time_ms), "market": trade.market, "price": str(trade.price),
+        "size_lots": str(trade.size_lots), "side": "buy" if trade.taker_is_buy else "sell",
+        "taker_order_id": str(trade.taker_order_id), "maker_order_id": str(trade.maker_order_id),
+        "taker": trade.taker.hex(), "maker": trade.maker.hex(),
+    }
+
+
+def format_fill(address: bytes, height: int, time_ms: int, trade: Trade) -> dict[str, Any]:
+    """`address`'s side of one trade (the `fills` method). A self-trade cannot happen (STP expires the maker)."""
+    is_taker = trade.taker == address
+    is_buy = trade.taker_is_buy == is_taker
+    return {
+        "height": str(height), "time_ms": str(time_ms), "market": trade.market,
+        "order_id": str(trade.taker_order_id if is_taker else trade.maker_order_id),
+        "side": "buy" if is_buy else "sell", "liquidity": "taker" if is_taker else "maker",
+        "price": str(trade.price), "size_lots": str(trade.size_lots),
+        "fee": str(trade.taker_fee if is_taker else trade.maker_fee),
+        "counterparty": (trade.maker if is_taker else trade.taker).hex(),
+    }
+
+
+def format_balances(state: State, account: Account | None) -> list[dict[str, Any]]:
+    """Balance, hold and available per asset the account holds any of, by asset id."""
+    if account is None:
+        return []
+    balances = []
+    for asset_id in sorted(set(account.balances) | set(account.holds)):
+        balance, held = account.balances.get(asset_id, 0), account.holds.get(asset_id, 0)
+        balances.append({
+            "asset": asset_id, "symbol": state.assets[asset_id].symbol, "balance": str(balance),
+            "hold": str(held), "available": str(balance - held),
+        })
+    return balances
+
+
+def format_genesis(genesis: GenesisConfig) -> dict[str, Any]:
+    """The genesis document in API encoding (field names of docs/PROTOCOL.md §8, large numbers as strings)."""
+    p = genesis.params
+    return {
+        "chain_id": p.chain_id, "genesis_time_ms": str(genesis.genesis_time_ms),
+        "params": {
+            "nonce_set_size": p.nonce_set_size, "nonce_window_past_ms": str(p.nonce_window_past_ms),
+            "nonce_window_future_ms": str(p.nonce_window_future_ms),
+            "max_open_orders_per_account": p.max_open_orders_per_account,
+            "max_agents_per_account": p.max_agents_per_account, "faucet_enabled": p.faucet_enabled,
+            "faucet_max_atoms": str(p.faucet_max_atoms),
+        },
+        "assets": [{"id": a.asset_id, "symbol": a.symbol, "decimals": a.decimals} for a in genesis.assets],
+        "spot_markets": [
+            {"id": m.market_id, "symbol": m.symbol, "base_asset": m.base_asset, "quote_asset": m.quote_asset,
+             "tick_size": str(m.tick_size), "lot_size": str(m.lot_size), "min_size_lots": str(m.min_size_lots),
+             "maker_fee_bps": m.maker_fee_bps, "taker_fee_bps": m.taker_fee_bps, "fee_account": m.fee_account.hex(),
+             "price_band_bps": m.price_band_bps, "oracle_max_age_ms": str(m.oracle_max_age_ms)}
+            for m in genesis.spot_markets
+        ],
+        "balances": [{"address": a.hex(), "asset": asset, "amount": str(n)} for a, asset, n in genesis.balances],
+        "validators": [{"address": a.hex(), "power": str(power)} for a, power in genesis.validators],
+    }
 
 
 # --- the methods ----------------------------------------------------------------------------------------------
@@ -225,16 +357,8 @@ def make_router(view: ChainView) -> Router:
     def account(ctx: CallContext, address: bytes) -> dict[str, Any]:
         state = view.state
         acct = state.accounts.get(address)
-        balances = []
-        if acct is not None:
-            for asset_id in sorted(set(acct.balances) | set(acct.holds)):
-                balance, held = acct.balances.get(asset_id, 0), acct.holds.get(asset_id, 0)
-                balances.append({
-                    "asset": asset_id, "symbol": state.assets[asset_id].symbol, "balance": str(balance),
-                    "hold": str(held), "available": str(balance - held),
-                })
         return {
-            "address": address.hex(), "height": str(state.height), "balances": balances,
+            "address": address.hex(), "height": str(state.height), "balances": format_balances(state, acct),
             "open_orders": 0 if acct is None else len(acct.orders),
             "agents": [] if acct is None else sorted(a.hex() for a in acct.agents),
             "cancel_all_at_ms": "0" if acct is None else str(acct.cancel_all_at_ms),
@@ -244,7 +368,7 @@ def make_router(view: ChainView) -> Router:
         market_id = None if market is None else resolve_market(market)
         acct = view.state.accounts.get(address)
         orders = [] if acct is None else [
-            _order_json(acct.orders[o]) for o in sorted(acct.orders)
+            format_order(acct.orders[o]) for o in sorted(acct.orders)
             if market_id is None or acct.orders[o].market_id == market_id
         ]
         return {"address": address.hex(), "height": str(view.state.height), "orders": orders}
@@ -269,7 +393,7 @@ def make_router(view: ChainView) -> Router:
         order = None if order_id is None else state.orders.get(order_id)
         if order is not None:
             return {"order_id": str(order_id), "status": "open", "height": str(state.height),
-                    "order": _order_json(order)}
+                    "order": format_order(order)}
         outcome = None if order_id is None else view.find_order_outcome(order_id)
         if outcome is None:
             raise RpcError(ORDER_NOT_FOUND, "order not found (not open, and not finished in the blocks kept)",
@@ -294,17 +418,7 @@ def make_router(view: ChainView) -> Router:
         height = require_height(height)
         blk, result = view.get_block(height), view.get_result(height)
         assert blk is not None and result is not None
-        h = blk.header
-        return {
-            "block_id": {"hash": result.block_hash.hex()},
-            "header": {
-                "chain_id": h.chain_id, "height": str(h.height), "time_ms": str(h.time_ms),
-                "prev_hash": h.prev_hash.hex(), "app_hash": h.app_hash.hex(), "proposer": h.proposer.hex(),
-                "txs_root": h.txs_root.hex(),
-            },
-            "num_txs": len(blk.txs),
-            "tx_hashes": [r.tx_hash.hex() for r in result.receipts],
-        }
+        return format_block(blk, result)
 
     def block_results(ctx: CallContext, height: int | None) -> dict[str, Any]:
         height = require_height(height)
@@ -312,21 +426,14 @@ def make_router(view: ChainView) -> Router:
         assert result is not None
         return {
             "height": str(height), "block_hash": result.block_hash.hex(), "app_hash": result.state_root.hex(),
-            "txs_results": [_receipt_json(i, r) for i, r in enumerate(result.receipts)],
+            "txs_results": [format_receipt(i, r) for i, r in enumerate(result.receipts)],
         }
 
     def block_diff(ctx: CallContext, height: int | None) -> dict[str, Any]:
         height = require_height(height)
         result = view.get_result(height)
         assert result is not None
-        return {
-            "height": str(height), "block_hash": result.block_hash.hex(), "state_root": result.state_root.hex(),
-            "events": [_event_json(e) for e in result.events],
-            "entries": [
-                {"kind": _ENTRY_KINDS.get(k[:1], "unknown"), "key": k.hex(), "value": None if v is None else v.hex()}
-                for k, v in result.entries
-            ],
-        }
+        return format_block_diff(height, result)
 
     def tx(ctx: CallContext, hash: bytes) -> dict[str, Any]:
         location = view.find_tx(hash)
@@ -339,13 +446,50 @@ def make_router(view: ChainView) -> Router:
             "hash": hash.hex(), "height": str(location.height), "index": location.index,
             "account": decoded.account.hex(), "signer": decoded.signer.hex(), "nonce": str(decoded.nonce),
             "tx": decoded.wire.hex(),
-            "tx_result": _receipt_json(location.index, result.receipts[location.index]),
+            "tx_result": format_receipt(location.index, result.receipts[location.index]),
+        }
+
+    def genesis(ctx: CallContext) -> dict[str, Any]:
+        config = view.get_genesis()
+        if config is None:
+            raise RpcError(NOT_AVAILABLE, "the genesis document is not available on this node",
+                           {"feature": "genesis"})
+        return format_genesis(config)
+
+    def validators(ctx: CallContext) -> dict[str, Any]:
+        state = view.state
+        listed = [{"address": a.hex(), "power": str(state.validators[a])} for a in sorted(state.validators)]
+        return {"height": str(state.height), "validators": listed, "total_power": str(sum(state.validators.values()))}
+
+    def fills(
+        ctx: CallContext, address: bytes, market: int | str | None, limit: int, before: tuple[int, int] | None,
+    ) -> dict[str, Any]:
+        market_id = None if market is None else resolve_market(market)
+        page, more = _page(view.iter_fills(address), market_id, limit, before)
+        return {
+            "address": address.hex(), "height": str(view.latest_height()),
+            "fills": [format_fill(address, t.height, t.time_ms, t.trade) for t in page],
+            "next_cursor": f"{page[-1].height}:{page[-1].index}" if more else None,
+        }
+
+    def trades(ctx: CallContext, market: int | str, limit: int) -> dict[str, Any]:
+        market_id = resolve_market(market)
+        page, _ = _page(view.iter_trades(market_id), None, limit, None)
+        return {
+            "market": market_id, "height": str(view.latest_height()),
+            "trades": [format_trade(t.height, t.time_ms, t.trade) for t in page],
         }
 
     market = Param("market", _market_type)
     address = Param("address", _ADDRESS)
     height = Param("height", _U64, required=False)
+    limit = Param("limit", _limit_type, required=False, default=DEFAULT_PAGE)
     return Router({
+        "genesis": Route(genesis),
+        "validators": Route(validators),
+        "fills": Route(fills, address, Param("market", _market_type, required=False), limit,
+                       Param("before", _cursor_type, required=False)),
+        "trades": Route(trades, market, limit),
         "status": Route(status),
         "health": Route(health),
         "markets": Route(markets),
@@ -361,24 +505,3 @@ def make_router(view: ChainView) -> Router:
         "block_diff": Route(block_diff, height),
         "tx": Route(tx, Param("hash", _HASH)),
     })
-
-
-def _book_snapshot(views: ChainView, market: int) -> dict[str, Any]:
-    snapshot = views.book_feed.snapshot(market)
-    if snapshot is None:
-        raise _invalid("market", f"unknown market {market}")
-    return snapshot
-
-
-def make_channels() -> list[Channel]:
-    """The subscription channels served now: `book` (key `market`, an id), with its snapshot first."""
-    return [Channel(BOOK_CHANNEL, Param("market", _U16), _book_snapshot)]
-
-
-Publish = Callable[[str, Any, Any], int]
-
-
-def publish_block(publish: Publish, messages: dict[int, dict[str, Any]]) -> None:
-    """Publish what `InMemoryChainView.add_block` returned: each market's diff on `book`, keyed by market id."""
-    for market_id, message in messages.items():
-        publish(BOOK_CHANNEL, market_id, message)

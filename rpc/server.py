@@ -61,9 +61,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from rpc.config import RpcConfig
 from rpc.jsonrpc import INVALID_REQUEST, CallContext, Router, RpcError, encode_error
 from rpc.limits import Clock, ConnectionLimiter, RateLimiter, get_client_key
+from rpc.submit import Submission, TxSubmitter
 from rpc.subscriptions import CLOSE_GOING_AWAY, CLOSE_NORMAL, REASON_SHUTDOWN, Hub, Session
 
-__all__ = ["HUB", "make_app", "RpcServer"]
+__all__ = ["HUB", "SERVER", "SUBMISSION", "make_app", "RpcServer"]
 
 log = logging.getLogger(__name__)
 
@@ -268,13 +269,17 @@ class RpcServer:
 
 HUB = web.AppKey("kabuto_rpc_hub", Hub)
 SERVER = web.AppKey("kabuto_rpc_server", RpcServer)
+SUBMISSION = web.AppKey("kabuto_rpc_submission", Submission)
 
 
 def make_app(
     router: Router, views: Any, config: RpcConfig = RpcConfig(), *, hub: Hub | None = None,
     ready: Ready | None = None, registry: CollectorRegistry | None = None, clock: Clock = time.monotonic,
+    submitter: TxSubmitter | None = None,
 ) -> web.Application:
-    """The RPC application. `router` must not define the subscription methods (the hub provides them).
+    """The RPC application. `router` must define neither the subscription methods (the hub provides them) nor
+    the `broadcast_tx_*` methods (rpc/submit.py provides them, over `submitter`; without one they answer
+    -32004 "transaction submission is not available on this node").
 
     `ready()` (plain or async) returning True makes `/ready` answer 200; False, anything else or an exception
     gives 503; without a callback the server reports ready. `registry` defaults to a fresh one (so `/metrics`
@@ -282,8 +287,13 @@ def make_app(
     """
     hub = hub if hub is not None else Hub()
     registry = registry if registry is not None else CollectorRegistry()
-    server = RpcServer(router, views, config, hub, ready, clock)
+    submission = Submission(submitter, config.commit_timeout_seconds, config.max_pending_submissions)
+    hub.add_listener(submission.waiters.on_publish)
+    server = RpcServer(router.with_routes(submission.get_routes()), views, config, hub, ready, clock)
     registry.register(server)  # type: ignore[arg-type]
+
+    async def close_submission(app: web.Application) -> None:
+        await submission.close()
 
     async def handle_metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -291,10 +301,12 @@ def make_app(
     app = web.Application(client_max_size=config.max_body_bytes + 1)
     app[HUB] = hub
     app[SERVER] = server
+    app[SUBMISSION] = submission
     app.router.add_post("/", server.handle_post)
     app.router.add_get("/websocket", server.handle_websocket)
     app.router.add_get("/health", server.handle_health)
     app.router.add_get("/ready", server.handle_ready)
     app.router.add_get("/metrics", handle_metrics)
     app.on_shutdown.append(server.on_shutdown)
+    app.on_shutdown.append(close_submission)
     return app

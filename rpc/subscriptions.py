@@ -61,15 +61,25 @@ NOTIFICATION_METHOD = "subscription"
 METHODS = ("subscribe", "unsubscribe", "unsubscribe_all")
 
 Snapshot = Callable[[Any, Hashable], Any]
+Replay = Callable[[Any, Hashable, dict[str, Any]], list[Any]]
+Listener = Callable[[str, Hashable, Any], None]
 
 
 @dataclass(frozen=True, slots=True)
 class Channel:
-    """A named stream. `key` is the subscribe param selecting one sub-stream (a market, an address), if any."""
+    """A named stream. `key` is the subscribe param selecting one sub-stream (a market, an address), if any.
+
+    `options` are further optional subscribe params (such as `from_height`). A channel with `replay` sends
+    `replay(views, key, options)` (a list, maybe empty) as its first notifications instead of a snapshot;
+    `options` then holds every declared option, absent ones as their default. Either may raise `RpcError`,
+    which refuses the subscription before anything is registered.
+    """
 
     name: str
     key: Param | None = None
     snapshot: Snapshot | None = None
+    options: tuple[Param, ...] = ()
+    replay: Replay | None = None
 
 
 class Session:
@@ -166,13 +176,20 @@ class Hub:
         self.channels: Mapping[str, Channel] = {c.name: c for c in channels}
         self._new_id = new_id
         self._streams: dict[tuple[str, Hashable], dict[str, Session]] = {}
+        self._listeners: list[Listener] = []
         self.slow_consumer_closes = 0
         self.notifications_sent = 0
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener(channel, key, message)` on every publish, subscribers or not (in-process observers)."""
+        self._listeners.append(listener)
 
     # -- publishing ------------------------------------------------------------------------------------------
 
     def publish(self, channel: str, key: Hashable, message: Any) -> int:
         """Send `message` to every subscriber of (channel, key); returns how many frames were queued."""
+        for listener in self._listeners:
+            listener(channel, key, message)
         subscribers = self._streams.get((channel, key))
         if not subscribers:
             return 0
@@ -197,18 +214,26 @@ class Hub:
             known = ", ".join(sorted(self.channels)) or "none"
             raise RpcError(INVALID_PARAMS, f"Invalid params: channel: unknown channel {str(channel_name)[:64]!r}"
                            f" (known: {known})", {"param": "channel"})
-        key = self._bind_key(channel, extra)
+        key, options = self._bind_params(channel, extra)
         if len(session.subscriptions) >= session.max_subscriptions:
             raise limit_exceeded(
                 f"subscription limit reached: at most {session.max_subscriptions} per connection",
                 "max_subscriptions_per_connection", session.max_subscriptions)
-        snapshot = channel.snapshot(views, key) if channel.snapshot is not None else None
+        if channel.replay is not None:
+            first = channel.replay(views, key, options)
+        elif channel.snapshot is not None:
+            snapshot = channel.snapshot(views, key)
+            first = [] if snapshot is None else [snapshot]
+        else:
+            first = []
+        encoded = [encode_json(message) for message in first]
         subscription_id = self._new_id()
         session.subscriptions[subscription_id] = (channel.name, key)
         self._streams.setdefault((channel.name, key), {})[subscription_id] = session
-        if snapshot is not None and not session.send_notification(
-                format_notification(subscription_id, encode_json(snapshot))):
-            self._drop(session)
+        for result in encoded:
+            if not session.send_notification(format_notification(subscription_id, result)):
+                self._drop(session)
+                break
         return subscription_id
 
     def unsubscribe(self, session: Session, subscription_id: str) -> bool:
@@ -238,7 +263,7 @@ class Hub:
         self.detach(session)
 
     @staticmethod
-    def _bind_key(channel: Channel, extra: dict[str, Any]) -> Hashable:
+    def _bind_params(channel: Channel, extra: dict[str, Any]) -> tuple[Hashable, dict[str, Any]]:
         given = dict(extra)
         key: Hashable = None
         if channel.key is not None:
@@ -246,11 +271,17 @@ class Hub:
                 raise RpcError(INVALID_PARAMS, f"Invalid params: missing required param {channel.key.name!r} for "
                                f"channel {channel.name!r}", {"param": channel.key.name})
             key = convert_param(channel.key.name, channel.key.type, given.pop(channel.key.name))
+        options = {}
+        for option in channel.options:
+            if option.name in given:
+                options[option.name] = convert_param(option.name, option.type, given.pop(option.name))
+            else:
+                options[option.name] = option.default
         if given:
             name = sorted(given)[0]
             raise RpcError(INVALID_PARAMS, f"Invalid params: unknown param {name!r} for channel {channel.name!r}",
                            {"param": name})
-        return key
+        return key, options
 
     # -- routes ----------------------------------------------------------------------------------------------
 

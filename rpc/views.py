@@ -9,7 +9,8 @@ handlers only read it, and they run on the event loop's thread between blocks (t
 calls `add_block` in one synchronous step, or otherwise keeps handlers from running while a block applies).
 
 Window: `InMemoryChainView` keeps the blocks, block results (receipts, events, changed entries) and the
-transaction and order indexes of the last `window` blocks (default `DEFAULT_WINDOW` = 1000). Older heights
+transaction, order, trade (per market) and fill (per account) indexes of the last `window` blocks (default
+`DEFAULT_WINDOW` = 1000). Older heights
 answer "not available" (`earliest_height()` says where the window starts), their transactions "not found",
 and their finished orders are forgotten by `order_status`. Open orders, balances and books come from the
 state and are always current. Memory is bounded by the window times the block size.
@@ -21,12 +22,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from stf.block import Block, BlockResult
-from stf.events import OrderAccepted, OrderDone
+from stf.events import OrderAccepted, OrderDone, Trade
+from stf.params import GenesisConfig
 from stf.state import State
 
 from rpc.bookfeed import FEED_DEPTH, BookFeed
 
-__all__ = ["DEFAULT_WINDOW", "TxLocation", "OrderOutcome", "ChainView", "InMemoryChainView"]
+__all__ = ["DEFAULT_WINDOW", "TxLocation", "OrderOutcome", "TradeAt", "ChainView", "InMemoryChainView"]
 
 DEFAULT_WINDOW = 1000
 
@@ -43,6 +45,16 @@ class OrderOutcome:
 
     height: int
     done: OrderDone
+
+
+@dataclass(frozen=True, slots=True)
+class TradeAt:
+    """A Trade event and where it happened: block height and time, and its index among the block's events."""
+
+    height: int
+    time_ms: int
+    index: int
+    trade: Trade
 
 
 class ChainView(Protocol):
@@ -85,16 +97,27 @@ class ChainView(Protocol):
     def find_client_order(self, owner: bytes, client_id: int) -> int | None:
         """The order id most recently accepted for (owner, client id) within the window, or None."""
 
+    def get_genesis(self) -> GenesisConfig | None:
+        """The genesis configuration the chain started from, if the node has it."""
+
+    def iter_trades(self, market: int) -> Iterator[TradeAt]:
+        """The market's trades within the window, newest first."""
+
+    def iter_fills(self, address: bytes) -> Iterator[TradeAt]:
+        """The trades within the window in which `address` was the taker or the maker, newest first."""
+
 
 class InMemoryChainView:
     """A `ChainView` over a live state plus the last `window` blocks and results, kept in memory.
 
     `catching_up` is a plain attribute the node sets while it syncs (reported by `status`). `feed_depth` is the
-    number of levels per side the book feed keeps (`rpc.bookfeed.FEED_DEPTH` by default).
+    number of levels per side the book feed keeps (`rpc.bookfeed.FEED_DEPTH` by default). `genesis` is what
+    the `genesis` method serves (None: "not available").
     """
 
     def __init__(
         self, state: State, window: int = DEFAULT_WINDOW, catching_up: bool = False, feed_depth: int = FEED_DEPTH,
+        genesis: GenesisConfig | None = None,
     ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
@@ -106,6 +129,9 @@ class InMemoryChainView:
         self._txs: dict[bytes, TxLocation] = {}
         self._outcomes: dict[int, OrderOutcome] = {}
         self._client_orders: dict[tuple[bytes, int], tuple[int, int]] = {}  # -> (height, order id)
+        self._trades: dict[int, deque[TradeAt]] = {}  # market -> oldest first
+        self._fills: dict[bytes, deque[TradeAt]] = {}  # taker or maker address -> oldest first
+        self._genesis = genesis
         self._app_hash = state.merkle.root()
 
     # -- feeding -------------------------------------------------------------------------------------------
@@ -122,8 +148,14 @@ class InMemoryChainView:
         self._app_hash = result.state_root
         for index, receipt in enumerate(result.receipts):
             self._txs[receipt.tx_hash] = TxLocation(height, index)
-        for event in result.events:
-            if isinstance(event, OrderDone):
+        for index, event in enumerate(result.events):
+            if isinstance(event, Trade):
+                at = TradeAt(height, block.header.time_ms, index, event)
+                self._trades.setdefault(event.market, deque()).append(at)
+                self._fills.setdefault(event.taker, deque()).append(at)
+                if event.maker != event.taker:
+                    self._fills.setdefault(event.maker, deque()).append(at)
+            elif isinstance(event, OrderDone):
                 self._outcomes[event.order_id] = OrderOutcome(height, event)
             elif isinstance(event, OrderAccepted):
                 self._outcomes.pop(event.order_id, None)  # a modify re-accepts under the same id
@@ -139,7 +171,11 @@ class InMemoryChainView:
             if self._txs.get(receipt.tx_hash) == TxLocation(height, index):
                 del self._txs[receipt.tx_hash]
         for event in result.events:
-            if isinstance(event, OrderDone):
+            if isinstance(event, Trade):
+                _drop_oldest(self._trades, event.market, height)
+                _drop_oldest(self._fills, event.taker, height)
+                _drop_oldest(self._fills, event.maker, height)
+            elif isinstance(event, OrderDone):
                 outcome = self._outcomes.get(event.order_id)
                 if outcome is not None and outcome.height == height:
                     del self._outcomes[event.order_id]
@@ -206,5 +242,23 @@ class InMemoryChainView:
         found = self._client_orders.get((owner, client_id))
         return None if found is None else found[1]
 
+    def get_genesis(self) -> GenesisConfig | None:
+        return self._genesis
+
+    def iter_trades(self, market: int) -> Iterator[TradeAt]:
+        return reversed(self._trades.get(market, ()))
+
+    def iter_fills(self, address: bytes) -> Iterator[TradeAt]:
+        return reversed(self._fills.get(address, ()))
+
     def iter_heights(self) -> Iterator[int]:
         return (block.header.height for block, _ in self._blocks)
+
+
+def _drop_oldest(index: dict, key: object, height: int) -> None:
+    """Drop the entries of block `height` (the oldest kept) from one per-key trade index."""
+    entries = index.get(key)
+    while entries and entries[0].height <= height:
+        entries.popleft()
+    if entries is not None and not entries:
+        del index[key]

@@ -9,7 +9,8 @@ import pytest
 
 from genesis import minimal_genesis, validate_genesis
 from rpc.jsonrpc import INVALID_PARAMS, CallContext, Router
-from rpc.methods import HEIGHT_NOT_AVAILABLE, ORDER_NOT_FOUND, TX_NOT_FOUND, make_channels, make_router
+from rpc.channels import make_channels, publish_block_messages
+from rpc.methods import HEIGHT_NOT_AVAILABLE, ORDER_NOT_FOUND, TX_NOT_FOUND, make_router
 from rpc.subscriptions import Hub, Session
 from rpc.views import InMemoryChainView
 from stf.block import apply_block, make_block
@@ -35,6 +36,7 @@ class RpcChain:
         self.time_ms = self.genesis.genesis_time_ms
         self.nonce = self.time_ms
         self.feed_messages: list[dict[int, dict]] = []
+        self.hub: Hub | None = None  # when set, every block is published on it (rpc.channels)
 
     def tx(self, key: PrivateKey, *actions: Any) -> bytes:
         self.nonce += 1
@@ -46,6 +48,8 @@ class RpcChain:
         block = make_block(self.state, self.time_ms, list(txs))
         result = apply_block(self.state, block)
         self.feed_messages.append(self.view.add_block(block, result))
+        if self.hub is not None:
+            publish_block_messages(self.hub, self.view, block, result, self.feed_messages[-1])
 
     def call(self, method: str, params: Any = None) -> dict[str, Any]:
         """The whole JSON-RPC response object."""
@@ -239,7 +243,7 @@ def test_add_block_refuses_a_block_not_just_applied(chain: RpcChain) -> None:
 def test_router_routes_every_method(chain: RpcChain) -> None:
     assert set(chain.router.routes) == {
         "status", "health", "markets", "book", "account", "open_orders", "order_status", "account_proof",
-        "block", "block_results", "block_diff", "tx"}
+        "block", "block_results", "block_diff", "tx", "genesis", "validators", "fills", "trades"}
     assert isinstance(chain.router, Router)
 
 
@@ -259,12 +263,12 @@ def test_book_channel_snapshot_through_the_hub(chain: RpcChain) -> None:
 
 
 def test_served_end_to_end_over_http_and_websocket(chain: RpcChain) -> None:
-    """One real server on 127.0.0.1 port 0: a method over HTTP, the book channel over WebSocket."""
+    """One real server on 127.0.0.1 port 0: a method over HTTP, the book channel over WebSocket (published by
+    rpc.channels.publish_block_messages)."""
     import aiohttp
     from aiohttp import web
 
     from rpc.bookfeed import LocalBook
-    from rpc.methods import publish_block
     from rpc.server import make_app
 
     async def scenario() -> None:
@@ -288,8 +292,8 @@ def test_served_end_to_end_over_http_and_websocket(chain: RpcChain) -> None:
                     local.apply(snapshot["result"])
                     assert local.checksum() == served["checksum"]
                     a = chain.keys[0]
+                    chain.hub = hub
                     chain.block(chain.tx(a, place(BTC_USD, True, 999_500, 4)))
-                    publish_block(hub.publish, chain.feed_messages[-1])
                     diff = (await ws.receive_json())["params"]["result"]
                     local.apply(diff)
                     assert diff["changes"] == [["bid", "999500", "4"]] and local.seq == 3
