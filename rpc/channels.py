@@ -79,7 +79,8 @@ def format_account_entry(state: State, value: bytes | None) -> dict[str, Any]:
     """An account state entry (docs/PROTOCOL.md §7.7) as balances, holds, agents and switch time."""
     if value is None:
         return {"balances": [], "agents": [], "cancel_all_at_ms": "0"}
-    balances, holds, agents, cancel_all_at_ms = codec.decode(value, len(value))
+    fields = codec.decode(value, len(value))  # later protocol fields (collateral, positions) follow these four
+    balances, holds, agents, cancel_all_at_ms = fields[:4]
     held = dict(holds)
     assets = sorted(set(dict(balances)) | set(held))
     amounts = dict(balances)
