@@ -62,7 +62,7 @@ class ListSubmitter:
 class LiveNode:
     """A chain, its view and hub, and a real server over them (started by `serve`)."""
 
-    def __init__(self, accounts: int = 4, config: RpcConfig = RpcConfig(), with_submitter: bool = True) -> None:
+    def __init__(self, accounts: int = 4, with_submitter: bool = True, **config: Any) -> None:
         self.keys = [PrivateKey((i + 1).to_bytes(32, "big")) for i in range(accounts)]
         balances = [(k.address.hex(), a, n) for k in self.keys for a, n in ((USD, 10**12), (BTC, 10**9), (ETH, 10**10))]
         self.genesis = validate_genesis(minimal_genesis(balances=balances, faucet=True))
@@ -71,9 +71,10 @@ class LiveNode:
         self.view = InMemoryChainView(self.state, genesis=self.genesis)
         self.hub = Hub(make_channels())
         self.submitter = ListSubmitter(self.chain_id) if with_submitter else None
-        self.config = config
+        self.config = RpcConfig(**{"requests_per_second_per_ip": 100_000.0, "burst_per_ip": 100_000, **config})
         self.nonce = 0
         self.url = ""
+        self.app: web.Application | None = None
         self.skip_book_once = False
 
     def tx(self, key: PrivateKey, *actions: Any) -> bytes:
@@ -103,6 +104,7 @@ class LiveNode:
 async def serve(node: LiveNode) -> AsyncIterator[LiveNode]:
     app = make_app(make_router(node.view), node.view, node.config, hub=node.hub, submitter=node.submitter)
     assert app[HUB] is node.hub
+    node.app = app
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -213,7 +215,7 @@ def test_broadcast_tx_commit_waits_for_the_block_and_returns_the_receipt() -> No
 
 
 def test_broadcast_tx_commit_times_out_with_32010() -> None:
-    node = LiveNode(config=RpcConfig(commit_timeout_seconds=0.15))
+    node = LiveNode(commit_timeout_seconds=0.15)
 
     async def scenario() -> None:
         async with serve(node), aiohttp.ClientSession() as http:
@@ -245,7 +247,7 @@ def test_without_a_submitter_broadcast_answers_32004() -> None:
 
 
 def test_broadcast_param_errors_name_the_param() -> None:
-    node = LiveNode(config=RpcConfig(max_pending_submissions=1, commit_timeout_seconds=0.5))
+    node = LiveNode(max_pending_submissions=1, commit_timeout_seconds=0.5)
 
     async def scenario() -> None:
         async with serve(node), aiohttp.ClientSession() as http:
@@ -360,7 +362,7 @@ def test_replay_window_bounds_from_height() -> None:
 
 
 def test_slow_consumer_is_closed_with_4008_while_a_fast_one_keeps_up() -> None:
-    node = LiveNode(accounts=8, config=RpcConfig(send_queue_messages=64, max_subscriptions_per_connection=64))
+    node = LiveNode(accounts=8, send_queue_messages=64, max_subscriptions_per_connection=64)
 
     async def scenario() -> None:
         async with serve(node), aiohttp.ClientSession() as http:
