@@ -6,6 +6,8 @@ strings of integers (never floats); addresses are hex.
 """
 
 from genesis.document import load_genesis, load_genesis_file, validate_genesis
-from genesis.presets import minimal_genesis, localnet_genesis
+from genesis.presets import localnet_genesis, minimal_genesis, perp_genesis
 
-__all__ = ["load_genesis", "load_genesis_file", "validate_genesis", "minimal_genesis", "localnet_genesis"]
+__all__ = [
+    "load_genesis", "load_genesis_file", "validate_genesis", "minimal_genesis", "localnet_genesis", "perp_genesis",
+]

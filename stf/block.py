@@ -16,10 +16,14 @@
    atomically, producing one receipt per transaction (receipts are returned in block order);
 5. `process_oracles`: fold the block's oracle submissions into each market's stake-weighted median
    (stf/oracle.py);
-6. `commit_entries`: fold the changed entries into the state root; the block diff is the events plus these
+6. `process_perps`: each perp market's mark price and funding, then the triggers the new marks crossed
+   (stf/perp.py);
+7. `process_liquidations`: accounts and isolated positions below maintenance margin, through the book, the
+   insurance fund's backstop or auto-deleveraging (stf/liquidation.py);
+8. `commit_entries`: fold the changed entries into the state root; the block diff is the events plus these
    entries.
 
-The state is mutated in place. Steps 1 and 2 complete before any mutation, and steps 3 to 6 cannot fail on valid
+The state is mutated in place. Steps 1 and 2 complete before any mutation, and steps 3 to 8 cannot fail on valid
 input, so a block applies whole or not at all.
 """
 
@@ -36,8 +40,14 @@ from stf.accounts import (
 from stf.constants import ADDRESS_LEN, HASH_LEN, MAX_BLOCK_BYTES, MAX_BLOCK_TXS
 from stf.errors import InvalidBlock, InvalidTransaction, KabutoError, ResultCode, Unauthorized
 from stf.events import REASON_EXPIRED, REASON_SCHEDULED_CANCEL, ScheduleEvent, encode_event
+from stf.governance import process_govern
+from stf.liquidation import process_liquidations
 from stf.nonces import compute_kept_nonces, validate_nonce
 from stf.oracle import process_oracle_price, process_oracles
+from stf.perp import (
+    process_cancel_trigger, process_collateral_transfer, process_isolated_margin, process_perps,
+    process_place_trigger, process_set_leverage,
+)
 from stf.receipts import ActionResult, Receipt
 from stf.spot import (
     cancel_all_orders, expire_resting, process_cancel, process_cancel_all, process_cancel_by_client_id,
@@ -45,8 +55,9 @@ from stf.spot import (
 )
 from stf.state import State, commit_entries, get_account, set_nonces
 from stf.tx import (
-    AGENT_ACTION_KINDS, TIF_ALO, ApproveAgent, Cancel, CancelAll, CancelByClientId, Faucet, MarketOrder, Modify,
-    OraclePrice, PlaceOrder, RevokeAgent, ScheduleCancel, Transaction, Transfer, Withdraw, decode_transaction,
+    AGENT_ACTION_KINDS, TIF_ALO, ApproveAgent, Cancel, CancelAll, CancelByClientId, CancelTrigger,
+    CollateralTransfer, Faucet, Govern, IsolatedMargin, MarketOrder, Modify, OraclePrice, PlaceOrder,
+    PlaceTrigger, RevokeAgent, ScheduleCancel, SetLeverage, Transaction, Transfer, Withdraw, decode_transaction,
     validate_signature,
 )
 
@@ -64,6 +75,12 @@ PROCESSORS: dict[type, Callable] = {
     Modify: process_modify,
     ScheduleCancel: process_schedule_cancel,
     OraclePrice: process_oracle_price,
+    CollateralTransfer: process_collateral_transfer,
+    SetLeverage: process_set_leverage,
+    IsolatedMargin: process_isolated_margin,
+    PlaceTrigger: process_place_trigger,
+    CancelTrigger: process_cancel_trigger,
+    Govern: process_govern,
 }
 _UNAUTHORIZED = ActionResult(ResultCode.UNAUTHORIZED)
 
@@ -329,6 +346,8 @@ def apply_block(state: State, block: Block, verified: Mapping[bytes, Transaction
     by_hash = {tx.hash: process_transaction(state, events, tx) for tx in ordered}
     receipts = tuple(by_hash[tx.hash] for tx in txs)
     process_oracles(state)
+    process_perps(state, events)
+    process_liquidations(state, events)
     block_hash = header.hash()
     state.last_block_hash = block_hash
     entries, root = commit_entries(state)

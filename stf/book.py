@@ -23,13 +23,13 @@ class Order:
 
     __slots__ = (
         "order_id", "seq", "market_id", "owner", "is_buy", "price", "size_lots", "orig_size_lots", "client_id",
-        "expires_at_ms", "post_only",
+        "expires_at_ms", "post_only", "reduce_only",
     )
 
     def __init__(
         self, order_id: int, seq: int, market_id: int, owner: bytes, is_buy: bool, price: PriceQuote,
         size_lots: SizeLots, orig_size_lots: SizeLots, client_id: int | None, expires_at_ms: TimeMs,
-        post_only: bool,
+        post_only: bool, reduce_only: bool = False,
     ) -> None:
         self.order_id = order_id
         self.seq = seq
@@ -42,11 +42,12 @@ class Order:
         self.client_id = client_id
         self.expires_at_ms = expires_at_ms
         self.post_only = post_only
+        self.reduce_only = reduce_only
 
     def to_fields(self) -> list:
         return [
             self.order_id, self.seq, self.market_id, self.owner, self.is_buy, self.price, self.size_lots,
-            self.orig_size_lots, self.client_id, self.expires_at_ms, self.post_only,
+            self.orig_size_lots, self.client_id, self.expires_at_ms, self.post_only, self.reduce_only,
         ]
 
     def __repr__(self) -> str:

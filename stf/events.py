@@ -9,11 +9,27 @@ REASON_EXPIRED = 2
 REASON_SELF_TRADE = 3
 REASON_UNFILLED_IOC = 4
 REASON_SCHEDULED_CANCEL = 5
+REASON_MARGIN = 6
+REASON_REDUCE_ONLY = 7
+REASON_LIQUIDATION = 8
+REASON_HALTED = 9
 DONE_REASON_NAMES = {
     REASON_CANCELLED: "cancelled", REASON_FILLED: "filled", REASON_EXPIRED: "expired",
     REASON_SELF_TRADE: "self_trade_prevented", REASON_UNFILLED_IOC: "unfilled_remainder",
-    REASON_SCHEDULED_CANCEL: "scheduled_cancel",
+    REASON_SCHEDULED_CANCEL: "scheduled_cancel", REASON_MARGIN: "insufficient_margin",
+    REASON_REDUCE_ONLY: "reduce_only_nothing_to_reduce", REASON_LIQUIDATION: "liquidation",
+    REASON_HALTED: "market_removed",
 }
+
+LIQUIDATION_BOOK = 0
+LIQUIDATION_BACKSTOP = 1
+LIQUIDATION_ADL = 2
+LIQUIDATION_STAGE_NAMES = {LIQUIDATION_BOOK: "book", LIQUIDATION_BACKSTOP: "backstop", LIQUIDATION_ADL: "adl"}
+
+TRIGGER_PLACED = 0
+TRIGGER_FIRED = 1
+TRIGGER_CANCELLED = 2
+TRIGGER_STATUS_NAMES = {TRIGGER_PLACED: "placed", TRIGGER_FIRED: "fired", TRIGGER_CANCELLED: "cancelled"}
 
 
 class OrderAccepted(NamedTuple):
@@ -104,12 +120,114 @@ class ScheduleEvent(NamedTuple):
     fired: bool
 
 
+class FundingEvent(NamedTuple):
+    """A market's hourly funding: the rate (RATE_SCALE, positive: longs pay), the new cumulative index, the
+    oracle price it was applied at and the interval's average premium."""
+
+    KIND = 10
+    market: int
+    hourly_rate: int
+    funding_index: int
+    oracle_price: int
+    average_premium: int
+
+
+class FundingPayment(NamedTuple):
+    """One position's funding settlement; `amount` > 0 is paid by the account, < 0 received."""
+
+    KIND = 11
+    account: bytes
+    market: int
+    size_lots: int
+    amount: int
+
+
+class LiquidationEvent(NamedTuple):
+    """A liquidation step of one position: `stage` book (closed through the book; `amount` is the liquidation
+    fee paid to the insurance fund), backstop (the insurance fund took it at `price`, the mark; `amount` is the
+    loss the fund covered) or adl (closed against opposite positions at `price`, the bankruptcy price).
+    `size_lots` is the signed change of the position; `equity` and `maintenance` are what triggered it."""
+
+    KIND = 12
+    account: bytes
+    market: int
+    stage: int
+    size_lots: int
+    price: int
+    amount: int
+    equity: int
+    maintenance: int
+
+
+class AdlEvent(NamedTuple):
+    """An opposite position reduced by auto-deleveraging: `counterparty`'s position changed by `size_lots` at
+    `price` against the bankrupt `account`."""
+
+    KIND = 13
+    market: int
+    account: bytes
+    counterparty: bytes
+    size_lots: int
+    price: int
+
+
+class CollateralEvent(NamedTuple):
+    """Collateral moved between the spot balance and the cross margin (`to_perp` True: into the margin)."""
+
+    KIND = 14
+    account: bytes
+    amount: int
+    to_perp: bool
+
+
+class LeverageEvent(NamedTuple):
+    KIND = 15
+    account: bytes
+    market: int
+    leverage: int
+    is_cross: bool
+
+
+class MarginEvent(NamedTuple):
+    """Isolated margin added (amount > 0) to or removed (amount < 0) from a position."""
+
+    KIND = 16
+    account: bytes
+    market: int
+    amount: int
+
+
+class TriggerEvent(NamedTuple):
+    """A trigger was placed, fired (`order_id` the order it became, `code` that order's result) or cancelled."""
+
+    KIND = 17
+    trigger_id: int
+    market: int
+    owner: bytes
+    status: int
+    order_id: int
+    code: int
+
+
+class GovernanceEvent(NamedTuple):
+    """A governor approved the operation with `digest`; `executed` once `approvals` reached the threshold."""
+
+    KIND = 18
+    digest: bytes
+    approver: bytes
+    approvals: int
+    executed: bool
+    code: int
+
+
 Event = OrderAccepted | Trade | OrderDone | OrderModified | TransferEvent | WithdrawalEvent | FaucetEvent \
-    | AgentEvent | ScheduleEvent
+    | AgentEvent | ScheduleEvent | FundingEvent | FundingPayment | LiquidationEvent | AdlEvent | CollateralEvent \
+    | LeverageEvent | MarginEvent | TriggerEvent | GovernanceEvent
 EVENT_TYPES: dict[int, type] = {
     cls.KIND: cls for cls in (
         OrderAccepted, Trade, OrderDone, OrderModified, TransferEvent, WithdrawalEvent, FaucetEvent, AgentEvent,
-        ScheduleEvent,
+        ScheduleEvent, FundingEvent, FundingPayment, LiquidationEvent, AdlEvent, CollateralEvent, LeverageEvent,
+        MarginEvent, TriggerEvent, GovernanceEvent,
     )
 }
 

@@ -23,10 +23,11 @@ from stf.events import (
     OrderDone, OrderModified, Trade,
 )
 from stf.oracle import validate_price_band
+from stf.positions import check_perp_maker, compute_reducible, settle_perp_fill, validate_perp_order
 from stf.receipts import ActionResult
 from stf.state import (
-    Account, Market, State, add_order, allocate_seq, credit, debit, get_account, hold, release, remove_order,
-    resize_order, unindex_order,
+    Account, Market, State, add_order, allocate_seq, compute_resting_margin, credit, debit, get_account, hold,
+    release, remove_order, resize_order, unindex_order,
 )
 from stf.tx import (
     TIF_ALO, TIF_FOK, TIF_GTC, TIF_IOC, Cancel, CancelAll, CancelByClientId, MarketOrder, Modify, PlaceOrder,
@@ -74,14 +75,18 @@ def compute_fillable(market: Market, owner: bytes, is_buy: bool, limit: PriceQuo
 
 
 def validate_order_params(state: State, market: Market | None, price: int, size_lots: int) -> ResultCode:
+    """The rules every new order or re-priced order meets; a perp market's price band and oracle rules are in
+    `stf.positions.validate_perp_order` (a reduce-only perp order may trade while the oracle is stale)."""
     if market is None:
         return R.UNKNOWN_MARKET
-    if market.halted:
+    if market.halted or state.halted:
         return R.MARKET_HALTED
     if price % market.params.tick_size:
         return R.INVALID_PRICE
     if size_lots < market.params.min_size_lots:
         return R.BELOW_MIN_SIZE
+    if market.is_perp:
+        return R.OK
     return validate_price_band(market, price, state.time_ms)
 
 
@@ -122,6 +127,9 @@ def expire_resting(state: State, events: list, market: Market, order: Order, rea
 
 
 def release_order_hold(state: State, market: Market, order: Order) -> None:
+    """Release a spot order's hold (a perp order's margin is released by the order mutators themselves)."""
+    if market.is_perp:
+        return
     asset, atoms = compute_order_hold(market, order.is_buy, order.price, order.size_lots)
     release(state, state.accounts[order.owner], asset, atoms)
 
@@ -134,6 +142,8 @@ def match(
     side = market.book.opposite(is_buy)
     owner = taker.address
     market_id = market.params.market_id
+    is_perp = market.is_perp
+    settle = settle_perp_fill if is_perp else settle_fill
     remaining = size_lots
     last_price = 0
     while remaining:
@@ -151,8 +161,15 @@ def match(
                 release_order_hold(state, market, maker)
                 events.append(OrderDone(maker.order_id, market_id, owner, REASON_SELF_TRADE, maker.size_lots))
                 continue
+            if is_perp:
+                reason = check_perp_maker(state, market, maker, remaining)
+                if reason:
+                    side.pop_best_front(level, price)
+                    unindex_order(state, maker)
+                    events.append(OrderDone(maker.order_id, market_id, maker.owner, reason, maker.size_lots))
+                    continue
             qty = remaining if remaining < maker.size_lots else maker.size_lots
-            taker_fee, maker_fee = settle_fill(state, market, taker, maker, is_buy, qty)
+            taker_fee, maker_fee = settle(state, market, taker, maker, is_buy, qty)
             events.append(Trade(
                 market_id, price, qty, is_buy, taker_order_id, maker.order_id, owner, maker.owner, taker_fee,
                 maker_fee,
@@ -175,8 +192,14 @@ def match(
 def execute_order(
     state: State, events: list, market: Market, account: Account, is_buy: bool, price: PriceQuote,
     size_lots: SizeLots, tif: int, client_id: int | None, expires_at_ms: int, order_id: int | None = None,
+    reduce_only: bool = False,
 ) -> ActionResult:
-    """Accept an order whose checks have all passed: match, then rest or finish it."""
+    """Accept an order whose checks have all passed: match, then rest or finish it. A reduce-only perp order is
+    first cut to the size of the position it closes."""
+    if reduce_only:
+        reducible = compute_reducible(account, market.params.market_id, is_buy)
+        if size_lots > reducible:
+            size_lots = reducible
     if order_id is None:
         order_id = allocate_seq(state)
         seq = order_id
@@ -191,10 +214,11 @@ def execute_order(
     elif tif == TIF_GTC or tif == TIF_ALO:
         order = Order(
             order_id, seq, market_id, account.address, is_buy, price, remaining, size_lots, client_id, expires_at_ms,
-            tif == TIF_ALO,
+            tif == TIF_ALO, reduce_only,
         )
-        asset, atoms = compute_order_hold(market, is_buy, price, remaining)
-        hold(state, account, asset, atoms)
+        if not market.is_perp:
+            asset, atoms = compute_order_hold(market, is_buy, price, remaining)
+            hold(state, account, asset, atoms)
         add_order(state, order)
     else:
         events.append(OrderDone(order_id, market_id, account.address, REASON_UNFILLED_IOC, remaining))
@@ -208,7 +232,7 @@ def validate_new_order(
     code = validate_order_params(state, market, price, size_lots)
     if code:
         return code
-    if reduce_only:
+    if reduce_only and not market.is_perp:
         return R.REDUCE_ONLY_UNSUPPORTED
     if expires_at_ms and expires_at_ms <= state.time_ms:
         return R.INVALID_EXPIRY
@@ -217,9 +241,14 @@ def validate_new_order(
     rests = tif == TIF_GTC or tif == TIF_ALO
     if rests and len(account.orders) >= state.params.max_open_orders_per_account:
         return R.TOO_MANY_OPEN_ORDERS
-    asset, need = compute_placement_need(market, is_buy, price, size_lots)
-    if account.get_available(asset) < need:
-        return R.INSUFFICIENT_BALANCE
+    if market.is_perp:
+        code = validate_perp_order(state, market, account, is_buy, price, size_lots, reduce_only)
+        if code:
+            return code
+    else:
+        asset, need = compute_placement_need(market, is_buy, price, size_lots)
+        if account.get_available(asset) < need:
+            return R.INSUFFICIENT_BALANCE
     if tif == TIF_ALO:
         best = market.book.opposite(is_buy).best_price()
         if best is not None and is_crossing(is_buy, price, best):
@@ -241,7 +270,7 @@ def process_place_order(state: State, events: list, account: Account, action: Pl
         return ActionResult(code)
     return execute_order(
         state, events, market, account, action.is_buy, action.price, action.size_lots,
-        action.time_in_force, action.client_id, action.expires_at_ms,
+        action.time_in_force, action.client_id, action.expires_at_ms, None, action.reduce_only,
     )
 
 
@@ -255,7 +284,7 @@ def process_market_order(state: State, events: list, account: Account, action: M
         return ActionResult(code)
     return execute_order(
         state, events, market, account, action.is_buy, action.worst_price, action.size_lots,
-        TIF_IOC, action.client_id, 0,
+        TIF_IOC, action.client_id, 0, None, action.reduce_only,
     )
 
 
@@ -313,30 +342,52 @@ def process_modify(state: State, events: list, account: Account, action: Modify)
     code = validate_order_params(state, market, action.price, action.size_lots)
     if code:
         return ActionResult(code)
-    asset, old_hold = compute_order_hold(market, order.is_buy, order.price, order.size_lots)
-    need_asset, need = compute_placement_need(market, order.is_buy, action.price, action.size_lots)
-    if account.get_available(need_asset) + old_hold < need:
-        return ActionResult(R.INSUFFICIENT_BALANCE)
+    if market.is_perp:
+        code = validate_perp_modify(state, market, account, order, action.price, action.size_lots)
+        if code:
+            return ActionResult(code)
+    else:
+        asset, old_hold = compute_order_hold(market, order.is_buy, order.price, order.size_lots)
+        need_asset, need = compute_placement_need(market, order.is_buy, action.price, action.size_lots)
+        if account.get_available(need_asset) + old_hold < need:
+            return ActionResult(R.INSUFFICIENT_BALANCE)
     best = market.book.opposite(order.is_buy).best_price()
     if order.post_only and best is not None and is_crossing(order.is_buy, action.price, best):
         return ActionResult(R.POST_ONLY_WOULD_CROSS)
     remove_order(state, order)
-    release(state, account, asset, old_hold)
+    release_order_hold(state, market, order)
     events.append(OrderModified(
         order.order_id, order.market_id, account.address, action.price, action.size_lots, False,
     ))
     return execute_order(
         state, events, market, account, order.is_buy, action.price, action.size_lots,
         TIF_ALO if order.post_only else TIF_GTC, order.client_id, order.expires_at_ms, order.order_id,
+        order.reduce_only,
     )
+
+
+def validate_perp_modify(state: State, market: Market, account: Account, order: Order, price: int,
+                         size_lots: int) -> ResultCode:
+    """A re-priced or grown perp order is judged as a new order with its own reservation given back first."""
+    if order.reduce_only:
+        return validate_perp_order(state, market, account, order.is_buy, price, size_lots, True)
+    own = compute_resting_margin(market, account, order.price, order.size_lots)
+    account.order_margin -= own
+    try:
+        return validate_perp_order(state, market, account, order.is_buy, price, size_lots, False)
+    finally:
+        account.order_margin += own
 
 
 def modify_keeping_priority(
     state: State, events: list, market: Market, account: Account, order: Order, size_lots: SizeLots,
 ) -> ActionResult:
-    asset, old_hold = compute_order_hold(market, order.is_buy, order.price, order.size_lots)
-    _, new_hold = compute_order_hold(market, order.is_buy, order.price, size_lots)
-    resize_order(state, order, size_lots)
-    release(state, account, asset, old_hold - new_hold)
+    if market.is_perp:
+        resize_order(state, order, size_lots)
+    else:
+        asset, old_hold = compute_order_hold(market, order.is_buy, order.price, order.size_lots)
+        _, new_hold = compute_order_hold(market, order.is_buy, order.price, size_lots)
+        resize_order(state, order, size_lots)
+        release(state, account, asset, old_hold - new_hold)
     events.append(OrderModified(order.order_id, order.market_id, account.address, order.price, size_lots, True))
     return ActionResult(R.OK, order.order_id)

@@ -241,19 +241,114 @@ class OraclePrice(NamedTuple):
         return cls(tuple(prices))
 
 
+class CollateralTransfer(NamedTuple):
+    """Move `amount` atoms of the collateral asset from the spot balance into the cross margin (`to_perp`) or
+    back out of it."""
+
+    KIND = 30
+    amount: int
+    to_perp: bool
+
+    @classmethod
+    def from_fields(cls, f: list) -> "CollateralTransfer":
+        return cls(_field_u64(f[0], "amount", 1), _field_bool(f[1], "to_perp"))
+
+
+class SetLeverage(NamedTuple):
+    """Choose the leverage (an integer >= 1) and the margin mode (cross or isolated) of a perp market."""
+
+    KIND = 31
+    market: int
+    leverage: int
+    is_cross: bool
+
+    @classmethod
+    def from_fields(cls, f: list) -> "SetLeverage":
+        return cls(_field_u64(f[0], "market"), _field_u64(f[1], "leverage", 1), _field_bool(f[2], "is_cross"))
+
+
+class IsolatedMargin(NamedTuple):
+    """Add `amount` to an isolated position's margin from the cross collateral (`add`), or remove it."""
+
+    KIND = 32
+    market: int
+    amount: int
+    add: bool
+
+    @classmethod
+    def from_fields(cls, f: list) -> "IsolatedMargin":
+        return cls(_field_u64(f[0], "market"), _field_u64(f[1], "amount", 1), _field_bool(f[2], "add"))
+
+
+class PlaceTrigger(NamedTuple):
+    """A stop or take-profit order on the mark price. A stop buy and a take-profit sell fire once the mark is
+    at or above `trigger_price`; a stop sell and a take-profit buy once it is at or below. `limit_price` 0 makes
+    it a market order; `size_lots` 0 closes the whole position when it fires (a position TP/SL, always
+    reduce-only)."""
+
+    KIND = 33
+    market: int
+    is_buy: bool
+    size_lots: int
+    trigger_price: int
+    take_profit: bool
+    limit_price: int
+    reduce_only: bool
+
+    @classmethod
+    def from_fields(cls, f: list) -> "PlaceTrigger":
+        return cls(
+            _field_u64(f[0], "market"), _field_bool(f[1], "is_buy"), _field_u64(f[2], "size_lots"),
+            _field_u64(f[3], "trigger_price", 1), _field_bool(f[4], "take_profit"), _field_u64(f[5], "limit_price"),
+            _field_bool(f[6], "reduce_only"),
+        )
+
+
+class CancelTrigger(NamedTuple):
+    KIND = 34
+    market: int
+    trigger_id: int
+
+    @classmethod
+    def from_fields(cls, f: list) -> "CancelTrigger":
+        return cls(_field_u64(f[0], "market"), _field_u64(f[1], "trigger_id", 1))
+
+
+class Govern(NamedTuple):
+    """A governor's approval of one governance operation (docs/PROTOCOL.md §Governance): `operation` is
+    `[op, proposal_id, ...arguments]`; it runs once the threshold of distinct governors approved the identical
+    operation. Checked for shape here and for meaning when it runs."""
+
+    KIND = 40
+    operation: tuple
+
+    @classmethod
+    def from_fields(cls, f: list) -> "Govern":
+        raw = f[0]
+        if type(raw) is not list or len(raw) < 2 or type(raw[0]) is not int or type(raw[1]) is not int:
+            raise MalformedAction("operation must be [op, proposal_id, ...arguments]")
+        return cls(_freeze(raw))
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(_freeze(v) for v in value) if type(value) is list else value
+
+
 Action = (
     Transfer | Withdraw | Faucet | ApproveAgent | RevokeAgent | PlaceOrder | MarketOrder | Cancel
-    | CancelByClientId | CancelAll | Modify | ScheduleCancel | OraclePrice
+    | CancelByClientId | CancelAll | Modify | ScheduleCancel | OraclePrice | CollateralTransfer | SetLeverage
+    | IsolatedMargin | PlaceTrigger | CancelTrigger | Govern
 )
 ACTION_TYPES: dict[int, type] = {
     cls.KIND: cls for cls in (
         Transfer, Withdraw, Faucet, ApproveAgent, RevokeAgent, PlaceOrder, MarketOrder, Cancel, CancelByClientId,
-        CancelAll, Modify, ScheduleCancel, OraclePrice,
+        CancelAll, Modify, ScheduleCancel, OraclePrice, CollateralTransfer, SetLeverage, IsolatedMargin,
+        PlaceTrigger, CancelTrigger, Govern,
     )
 }
 ACTION_FIELD_COUNTS: dict[int, int] = {kind: len(cls._fields) for kind, cls in ACTION_TYPES.items()}
 # Actions an approved agent key may sign for its account: trading only, never moving funds or keys.
-AGENT_ACTION_KINDS = frozenset((10, 11, 12, 13, 14, 15, 16))
+AGENT_ACTION_KINDS = frozenset((10, 11, 12, 13, 14, 15, 16, 31, 32, 33, 34))
 
 
 def encode_action(action: Action) -> list:

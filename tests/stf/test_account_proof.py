@@ -15,7 +15,7 @@ def test_account_proof_verifies_against_the_block_state_root() -> None:
     value, proof = prove_account(chain.state, b.address)
     proof = Proof.from_wire(codec.decode(codec.encode(proof.to_wire()), 1 << 20))  # as a client receives it
     assert verify_proof(root, account_key(b.address), value, proof)
-    balances, holds, _agents, _schedule = codec.decode(value, len(value))
+    balances, holds, _agents, _schedule, *_perp = codec.decode(value, len(value))
     assert dict(balances)[USD] == chain.balance(b, USD) and dict(holds)[USD] == 2000
 
 
@@ -23,8 +23,8 @@ def test_invalid_account_proof_with_a_tampered_balance() -> None:
     chain = Chain(accounts=2)
     root = chain.block().state_root
     value, proof = prove_account(chain.state, chain.keys[0].address)
-    balances, holds, agents, schedule = codec.decode(value, len(value))
-    forged = codec.encode([[[asset, amount + 1] for asset, amount in balances], holds, agents, schedule])
+    balances, *rest = codec.decode(value, len(value))
+    forged = codec.encode([[[asset, amount + 1] for asset, amount in balances], *rest])
     assert not verify_proof(root, account_key(chain.keys[0].address), forged, proof)
 
 

@@ -258,7 +258,7 @@ def test_invalid_fee_account_address(address):
 
 
 def test_invalid_duplicate_market_ids():
-    assert_invalid(mutate(["spot_markets", 1, "id"], 0), "spot_markets: market ids must be unique")
+    assert_invalid(mutate(["spot_markets", 1, "id"], 0), "market ids must be unique across both lists")
 
 
 def test_invalid_balance_not_an_object():
