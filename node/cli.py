@@ -8,7 +8,8 @@ Usage:
     kabuto show-node-id --home H           print the node id only (for peer strings: nodeid@host:port)
     kabuto localnet --dir D [--validators N] [--base-port P] [--chain-id ID]
     kabuto reset --home H                  wipe data/ and wal/, keep keys, config and genesis
-    kabuto start --home H                  check config, genesis, validators and keys, then stop (see below)
+    kabuto start --home H                  run the validator until SIGINT/SIGTERM (node/validator.py)
+    kabuto replay --home H [--snapshot N]  re-execute the stored blocks from a snapshot, check every app hash
 
 Contract:
 
@@ -17,9 +18,13 @@ Contract:
   OS error (permission denied), prints ONE line to stderr,
   `kabuto: error: <file>: <field>: <reason>`, and returns 2 (argparse's usage errors are 2 as well). No traceback.
 - Success prints to stdout and returns 0.
-- `start` does not run a validator: the validator process is not built yet. It loads and checks everything a start
-  would need, then prints `kabuto: error: the validator process is not available yet (...)` and returns 1, so no
-  script can mistake it for a running node.
+- `start` loads and checks the home, then runs the validator process (`node.validator.run_node`) until SIGINT or
+  SIGTERM and returns 0 after a clean stop. A fatal error while running (a decided block that does not apply on
+  this node's state, a damaged store) prints one line `kabuto: error: ...` and returns 3: the node stops rather
+  than fork.
+- `replay` loads the oldest stored snapshot (or `--snapshot N`), re-executes every later stored block through the
+  STF and checks each block hash and app hash against the stored ones; it prints the range and the final app
+  hash and returns 0, or prints the first mismatch and returns 3. The node must be stopped (LevelDB lock).
 - The home directory comes from `--home`, else `$KABUTO_HOME`, else `~/.kabuto`.
 """
 
@@ -36,10 +41,9 @@ from node.home import (
 from node.keys import KeyFileError, generate_key, load_key, node_id
 
 EXIT_OK = 0
-EXIT_NOT_AVAILABLE = 1
 EXIT_BAD_INPUT = 2
+EXIT_FATAL = 3
 REFUSALS = (ConfigError, HomeError, KeyFileError)
-NOT_AVAILABLE = "the validator process is not available yet"
 
 
 def default_home() -> str:
@@ -101,10 +105,51 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    from node.app import AppHashMismatch
+    from node.storage import StorageError
+    from node.validator import run_node
+
     home = load_home(args.home)
-    print(f"kabuto: error: {NOT_AVAILABLE} (config, genesis, validators and keys in {home.path} are valid: "
-          f"chain {home.genesis.params.chain_id}, node id {node_id(home.node_key)})", file=sys.stderr)
-    return EXIT_NOT_AVAILABLE
+    try:
+        run_node(home)
+    except (AppHashMismatch, StorageError, ExceptionGroup) as exc:
+        fatal = find_exception(exc, (AppHashMismatch, StorageError))
+        if fatal is None:
+            raise
+        print(f"kabuto: error: {' '.join(str(fatal).split())}", file=sys.stderr)
+        return EXIT_FATAL
+    return EXIT_OK
+
+
+def find_exception(exc: BaseException, kinds: tuple[type, ...]) -> BaseException | None:
+    """The first exception of `kinds` in `exc` or, depth first, in the exception groups it holds."""
+    if isinstance(exc, kinds):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):
+        found = find_exception(inner, kinds)
+        if found is not None:
+            return found
+    return None
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from node.storage import StorageError
+    from node.validator import open_store
+
+    home = load_home(args.home)
+    store = open_store(home)
+    try:
+        snapshots = store.list_snapshots()
+        snapshot = args.snapshot if args.snapshot is not None else (snapshots[0].height if snapshots else None)
+        state = store.replay(home.genesis.params, snapshot_height=snapshot)
+    except StorageError as exc:
+        print(f"kabuto: error: replay: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_FATAL
+    finally:
+        store.close()
+    print(f"replayed blocks {snapshot + 1}..{state.height} from snapshot {snapshot}: every block hash and app hash "
+          f"matches; app hash {state.merkle.root().hex()}")
+    return EXIT_OK
 
 
 def _add_home(parser: argparse.ArgumentParser) -> None:
@@ -146,9 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_home(reset)
     reset.set_defaults(run=cmd_reset)
 
-    start = commands.add_parser("start", help="check the home, then stop: the validator process is not built yet")
+    start = commands.add_parser("start", help="run the validator until SIGINT/SIGTERM")
     _add_home(start)
     start.set_defaults(run=cmd_start)
+
+    replay = commands.add_parser("replay", help="re-execute stored blocks from a snapshot and check every app hash")
+    _add_home(replay)
+    replay.add_argument("--snapshot", type=int, default=None, help="snapshot height (default: the oldest kept)")
+    replay.set_defaults(run=cmd_replay)
     return parser
 
 

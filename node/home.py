@@ -4,7 +4,7 @@ Layout of a home `H`:
 
     H/config.toml          node runtime config (node.config)
     H/genesis.json         the genesis document (genesis.load_genesis_file)
-    H/validators.json      the validator set: [{"address": hex, "power": int}, ...] (see below)
+    H/validators.json      the validator set: [{"address": hex, "public_key": hex, "power": int}, ...]
     H/node_key.json        P2P identity, mode 0600 (node.keys)
     H/validator_key.json   consensus signing key, mode 0600 (node.keys)
     H/data/                the LevelDB chain store (node.storage.open_chain_store)
@@ -16,7 +16,8 @@ Contract:
   defaults to `genesis.presets.localnet_genesis(chain_id)`; a given one is validated first and its chain id must
   equal `chain_id`. It refuses (HomeError) a home that already holds any of the files above, unless `force`:
   then config, genesis and validators.json are rewritten, but an existing key is NEVER overwritten (a missing
-  one is generated). A one-node home lists its own validator key with power 10 in validators.json.
+  one is generated). A one-node home lists its own validator key with power 10 in validators.json, and the same
+  (address, power) in the genesis `validators` field (the set the STF's oracle weighs).
 - `reset_home(home)` deletes `data/` and `wal/` and recreates them empty; keys, config, genesis and
   validators.json are kept. It refuses a directory without `config.toml`, so a wrong path wipes nothing.
 - `load_home(home)` reads and checks everything `start` needs: config, genesis, validators.json and both keys,
@@ -25,11 +26,13 @@ Contract:
 - `make_localnet(base_dir, validators=4, base_port=26600, chain_id)` creates `base_dir/node0 .. node{N-1}`.
   Node i listens for P2P on 127.0.0.1:`base_port + 2i` and for RPC on 127.0.0.1:`base_port + 2i + 1`, lists every
   other node as a peer `nodeid@127.0.0.1:port`, and every home holds the same genesis.json and validators.json,
-  byte for byte.
+  byte for byte. Localnet consensus timeouts are short (`LOCALNET_CONSENSUS`: about 150 ms between blocks at
+  idle on loopback).
 
-Why validators.json: the genesis schema (genesis/document.py) does not have a validator set yet and rejects
-unknown fields, so the set lives beside it until the schema grows a `validators` field; then it moves into
-genesis.json and this file goes away.
+Why validators.json beside genesis.json: consensus verifies votes with each validator's public key, and the
+genesis `validators` field holds (address, power) only. An entry may omit `public_key` (a set written for
+another tool); `start` refuses such a set, naming the entry (`require_public_keys`). The address of an entry
+with a key must be the address of that key.
 """
 
 import json
@@ -40,11 +43,11 @@ from pathlib import Path
 from genesis import localnet_genesis, validate_genesis
 from genesis.document import load_genesis_file
 from node.config import (
-    ConfigError, NodeConfig, NodeSection, P2PSection, RpcSection, load_config, parse_config,
-    render_config,
+    ConfigError, ConsensusSection, NodeConfig, NodeSection, P2PSection, RpcSection, StorageSection, load_config,
+    parse_config, render_config,
 )
 from node.keys import NODE_KEY_FILE, VALIDATOR_KEY_FILE, generate_key, load_key, node_id
-from stf.crypto import PrivateKey
+from stf.crypto import PrivateKey, compute_address
 from stf.errors import InvalidGenesis
 from stf.params import GenesisConfig
 
@@ -57,6 +60,10 @@ HOME_FILES = (CONFIG_FILE, GENESIS_FILE, VALIDATORS_FILE, NODE_KEY_FILE, VALIDAT
 DEFAULT_POWER = 10
 MAX_POWER = 1 << 60
 LOCALNET_HOST = "127.0.0.1"
+# Loopback timeouts: a block every ~150 ms at idle; a dead proposer costs ~0.5 s per height it should propose.
+LOCALNET_CONSENSUS = ConsensusSection(
+    timeout_propose_ms=400, timeout_prevote_ms=150, timeout_precommit_ms=150, timeout_delta_ms=100,
+    create_empty_blocks_interval_ms=150)
 
 
 class HomeError(ValueError):
@@ -74,6 +81,7 @@ class HomeError(ValueError):
 class Validator:
     address: bytes
     power: int
+    public_key: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +100,26 @@ def encode_genesis(doc: dict) -> str:
 
 
 def encode_validators(validators: list[Validator]) -> str:
-    return json.dumps([{"address": v.address.hex(), "power": v.power} for v in validators], indent=2) + "\n"
+    rows = []
+    for v in validators:
+        row = {"address": v.address.hex(), "power": v.power}
+        if v.public_key is not None:
+            row["public_key"] = v.public_key.hex()
+        rows.append(row)
+    return json.dumps(rows, indent=2) + "\n"
+
+
+def with_genesis_validators(doc: dict, validators: list[Validator]) -> dict:
+    """`doc` with its `validators` field set to the (address, power) of `validators`."""
+    return {**doc, "validators": [{"address": v.address.hex(), "power": v.power} for v in validators]}
+
+
+def require_public_keys(home: "Home") -> None:
+    """Raise HomeError unless every validator entry carries its public key (consensus needs them)."""
+    for i, v in enumerate(home.validators):
+        if v.public_key is None:
+            raise HomeError(home.path / VALIDATORS_FILE, f"[{i}].public_key",
+                            "required to run consensus (32-byte hex Ed25519 key of this validator)")
 
 
 def decode_validators(text: str, path: str | Path) -> tuple[Validator, ...]:
@@ -105,8 +132,8 @@ def decode_validators(text: str, path: str | Path) -> tuple[Validator, ...]:
     out: dict[bytes, Validator] = {}
     for i, item in enumerate(doc):
         where = f"[{i}]"
-        if not isinstance(item, dict) or sorted(item) != ["address", "power"]:
-            raise HomeError(path, where, "must be an object with exactly \"address\" and \"power\"")
+        if not isinstance(item, dict) or sorted(item) not in (["address", "power"], ["address", "power", "public_key"]):
+            raise HomeError(path, where, "must be an object with \"address\", \"power\" and optionally \"public_key\"")
         addr = item["address"]
         if not isinstance(addr, str) or len(addr) != 40 or not all(c in "0123456789abcdefABCDEF" for c in addr):
             raise HomeError(path, f"{where}.address", f"must be a 20-byte hex address, got {addr!r}")
@@ -115,8 +142,19 @@ def decode_validators(text: str, path: str | Path) -> tuple[Validator, ...]:
             raise HomeError(path, f"{where}.power", f"must be an integer in [1, 2^60], got {power!r}")
         if bytes.fromhex(addr) in out:
             raise HomeError(path, f"{where}.address", f"{addr} is listed twice")
-        out[bytes.fromhex(addr)] = Validator(bytes.fromhex(addr), power)
+        out[bytes.fromhex(addr)] = Validator(bytes.fromhex(addr), power, _public_key(item, path, where))
     return tuple(out.values())
+
+
+def _public_key(item: dict, path: str | Path, where: str) -> bytes | None:
+    key = item.get("public_key")
+    if key is None:
+        return None
+    if not isinstance(key, str) or len(key) != 64 or not all(c in "0123456789abcdefABCDEF" for c in key):
+        raise HomeError(path, f"{where}.public_key", f"must be a 32-byte hex Ed25519 public key, got {key!r}")
+    if compute_address(bytes.fromhex(key)).hex() != item["address"].lower():
+        raise HomeError(path, f"{where}.public_key", "is not the key of this entry's address")
+    return bytes.fromhex(key)
 
 
 def _existing(home: Path) -> list[str]:
@@ -162,7 +200,11 @@ def init_home(
     render_and_check(config)
     doc = _checked_genesis(genesis_doc if genesis_doc is not None else localnet_genesis(chain_id), chain_id)
     _, validator_key = _write_home(home, config, encode_genesis(doc), force)
-    (home / VALIDATORS_FILE).write_text(encode_validators([Validator(validator_key.address, DEFAULT_POWER)]))
+    validators = [Validator(validator_key.address, DEFAULT_POWER, validator_key.public_key)]
+    if genesis_doc is None:
+        doc = _checked_genesis(with_genesis_validators(doc, validators), chain_id)
+        (home / GENESIS_FILE).write_text(encode_genesis(doc))
+    (home / VALIDATORS_FILE).write_text(encode_validators(validators))
     return load_home(home)
 
 
@@ -243,11 +285,15 @@ def make_localnet(
     keys = [_write_home(home, config, genesis_text, force=False) for home, config in zip(homes, configs)]
     peers = [f"{node_id(node_key)}@{LOCALNET_HOST}:{localnet_ports(base_port, i)[0]}"
              for i, (node_key, _) in enumerate(keys)]
-    validators_text = encode_validators([Validator(vk.address, DEFAULT_POWER) for _, vk in keys])
+    validators = [Validator(vk.address, DEFAULT_POWER, vk.public_key) for _, vk in keys]
+    validators_text = encode_validators(validators)
+    genesis_text = encode_genesis(_checked_genesis(
+        with_genesis_validators(localnet_genesis(chain_id), validators), chain_id))
     for i, (home, config) in enumerate(zip(homes, configs)):
         others = tuple(peer for j, peer in enumerate(peers) if j != i)
         final = replace(config, p2p=replace(config.p2p, peers=others))
         (home / CONFIG_FILE).write_text(render_and_check(final))
+        (home / GENESIS_FILE).write_text(genesis_text)
         (home / VALIDATORS_FILE).write_text(validators_text)
     return homes
 
@@ -257,5 +303,7 @@ def _localnet_config(index: int, base_port: int, chain_id: str) -> NodeConfig:
     return NodeConfig(
         node=NodeSection(moniker=f"node{index}", chain_id=chain_id),
         p2p=P2PSection(listen=f"{LOCALNET_HOST}:{p2p_port}"),
-        rpc=RpcSection(listen=f"{LOCALNET_HOST}:{rpc_port}"),
+        rpc=RpcSection(listen=f"{LOCALNET_HOST}:{rpc_port}", rate_per_s=1000, rate_burst=2000),
+        consensus=LOCALNET_CONSENSUS,
+        storage=StorageSection(snapshot_interval=1000, sync=False),
     )

@@ -14,7 +14,9 @@ Contract:
   while it is connected.
 - Every connected peer's messages go through `relay_messages` (node/p2p/relay.py): gossip de-duplication,
   validator-only consensus messages (`set_validators`), relay, and `deliver(sender_id, message)` for each new
-  message. `broadcast(type, payload)` sends our own message to every peer.
+  message. `broadcast(type, payload)` sends our own message to every peer. Direct (point-to-point) messages go to
+  `on_direct(peer, message)` (node/p2p/relay.py); `on_connect(peer)` is called once for each peer that becomes
+  the connection in use, before its first message is read.
 """
 
 import asyncio
@@ -28,7 +30,7 @@ from node.p2p.dialer import Backoff, keep_connected
 from node.p2p.frames import Message
 from node.p2p.gossip import Gossip
 from node.p2p.handshake import ReplayGuard
-from node.p2p.relay import broadcast, relay_messages
+from node.p2p.relay import DirectHandler, broadcast, relay_messages
 from stf.crypto import PrivateKey
 
 
@@ -43,7 +45,8 @@ class Switch:
     def __init__(
         self, node_key: PrivateKey, chain_id: str, deliver: Callable[[bytes, Message], None], *,
         validator_ids: Iterable[bytes] = (), config: ConnectionConfig = ConnectionConfig(),
-        backoff: Backoff = Backoff(), bans: BanList,
+        backoff: Backoff = Backoff(), bans: BanList, on_direct: DirectHandler | None = None,
+        on_connect: Callable[[Peer], None] | None = None,
     ) -> None:
         self.node_key = node_key
         self.node_id = node_key.address
@@ -56,6 +59,8 @@ class Switch:
         self.listening = asyncio.Event()
         self.port = 0
         self._deliver = deliver
+        self._on_direct = on_direct
+        self._on_connect = on_connect
         self._replay_guard = ReplayGuard()
         self._stopping = asyncio.Event()
         self._changed = asyncio.Event()  # replaced by a fresh one at every change of `peers`
@@ -132,7 +137,9 @@ class Switch:
         self.peers[peer.node_id] = peer
         self._notify()
         try:
-            await relay_messages(peer, self.gossip, self.peers, self._deliver)
+            if self._on_connect is not None:
+                self._on_connect(peer)
+            await relay_messages(peer, self.gossip, self.peers, self._deliver, self._on_direct)
         finally:
             if self.peers.get(peer.node_id) is peer:
                 del self.peers[peer.node_id]

@@ -287,8 +287,10 @@ def test_init_home_layout(tmp_path: Path) -> None:
     assert names == sorted([CONFIG_FILE, GENESIS_FILE, VALIDATORS_FILE, "node_key.json", "validator_key.json",
                             DATA_DIR, WAL_DIR])
     assert home.config.node == NodeSection("alpha", "kabuto-test")
-    assert json.loads((home.path / GENESIS_FILE).read_text()) == localnet_genesis("kabuto-test")
+    own = [{"address": home.validator_key.address.hex(), "power": 10}]
+    assert json.loads((home.path / GENESIS_FILE).read_text()) == {**localnet_genesis("kabuto-test"), "validators": own}
     assert [v.address for v in home.validators] == [home.validator_key.address]
+    assert [v.public_key for v in home.validators] == [home.validator_key.public_key]
     assert home.node_key.public_key != home.validator_key.public_key
 
 

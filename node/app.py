@@ -1,0 +1,137 @@
+"""The application that consensus orders: blocks of the STF over the node's state, store, mempool and view.
+
+`ChainApp` implements `consensus.app.Application`:
+
+- `propose_value(height, round, last_commit)`: the proposer reaps the mempool (`Mempool.reap`, so the body is
+  valid on top of the committed state at the block's time, within the frame budget) and returns the canonical
+  bytes of `stf.block.make_block`. Block time is the proposer's clock, never earlier than the previous block's
+  time + 1 ms (`compute_proposal_time_ms`).
+- `validate_value(height, value)`: deterministic: the bytes decode to a block of `height` on top of the
+  committed state and `stf.block.validate_block` accepts it (chain id, height, previous hash, app hash, txs root,
+  signatures, authority, nonces). Transactions already verified by the mempool are not verified again.
+- `commit(height, value, certificate)`: `apply_block`, then `ChainStore.save_block` (one atomic batch: block,
+  certificate, receipts, tx index, changed entries, app hash), then `Mempool.update`, the RPC view and
+  `publish(block, result, book messages)` to the RPC channels. Returns no validator updates (the validator set is fixed by the home).
+
+App hash (which header commits to it): as in CometBFT, the header of block h carries the state root *after*
+block h - 1, the state it builds on; the root after block h is committed by the header of block h + 1 and
+stored under height h. A decided block whose header disagrees with this node's state (the app hash, or any
+other check) means this node's state diverged from the quorum's: `commit` raises `AppHashMismatch` and the node
+stops with that message. It never continues on a state that differs from the certified chain.
+
+Everything here is synchronous and runs on the event loop's thread, one block at a time: a block is applied,
+stored and shown to RPC in one step, so RPC handlers never see a half-applied state.
+"""
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from consensus.commit import CommitCertificate
+from consensus.validators import ValidatorUpdate
+from node.mempool import Mempool
+from node.storage import ChainStore
+from node.telemetry import NodeMetrics
+from rpc.views import InMemoryChainView
+from stf import codec
+from stf.block import Block, apply_block, decode_block, make_block, validate_block
+from stf.errors import KabutoError
+from stf.state import State
+
+log = logging.getLogger("node.app")
+
+FRAME_OVERHEAD_BYTES = 4096  # the proposal's own fields, msgpack framing and the frame's MAC
+
+
+class AppHashMismatch(RuntimeError):
+    """A decided block does not apply on this node's state: the state diverged from the chain. Fatal."""
+
+
+def encode_certificate(cert: CommitCertificate) -> bytes:
+    return msgpack.packb(cert.encode(), use_bin_type=True)
+
+
+def decode_certificate(wire: bytes) -> CommitCertificate:
+    return CommitCertificate.decode(msgpack.unpackb(wire, raw=False, use_list=True))
+
+
+def encode_receipts(receipts: tuple) -> bytes:
+    return codec.encode([r.to_wire() for r in receipts])
+
+
+def compute_proposal_time_ms(now_ms: int, previous_time_ms: int) -> int:
+    return max(now_ms, previous_time_ms + 1)
+
+
+class ChainApp:
+    """The node's `Application` (see the module docstring). `state` is the committed state, mutated by commits."""
+
+    def __init__(
+        self, state: State, store: ChainStore, mempool: Mempool, view: InMemoryChainView, metrics: NodeMetrics,
+        proposer_address: bytes, publish: Callable[[Block, Any, dict], None], max_block_bytes: int,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.state = state
+        self.store = store
+        self.mempool = mempool
+        self.view = view
+        self.metrics = metrics
+        self.proposer_address = proposer_address
+        self.publish = publish
+        self.max_block_bytes = max_block_bytes
+        self.clock_ms = clock_ms
+        self.on_commit: list[Callable[[int, Block], None]] = []
+
+    @property
+    def height(self) -> int:
+        return self.state.height
+
+    def propose_value(self, height: int, round_: int, last_commit: CommitCertificate | None) -> bytes:
+        time_ms = compute_proposal_time_ms(self.clock_ms(), self.state.time_ms)
+        txs = self.mempool.reap(self.state, time_ms, max_bytes=self.max_block_bytes)
+        block = make_block(self.state, time_ms, txs, self.proposer_address)
+        log.debug("proposing block", extra={"fields": {"txs": len(txs), "proposal_round": round_}})
+        return block.to_wire()
+
+    def validate_value(self, height: int, value: bytes) -> bool:
+        try:
+            block = decode_block(value)
+            if block.header.height != height:
+                return False
+            validate_block(self.state, block, self.mempool.verified())
+        except KabutoError as exc:
+            log.warning("rejecting proposed block: %s", exc, extra={"fields": {"code": exc.code}})
+            return False
+        return True
+
+    def commit(self, height: int, value: bytes, certificate: CommitCertificate) -> tuple[ValidatorUpdate, ...]:
+        started = time.perf_counter()
+        try:
+            block = decode_block(value)
+            result = apply_block(self.state, block, self.mempool.verified())
+        except KabutoError as exc:
+            raise AppHashMismatch(
+                f"block {height} was decided by a quorum but does not apply on this node's state at height "
+                f"{self.state.height} (app hash {self.state.merkle.root().hex()}): {exc}; stopping rather than "
+                f"fork: restore the data directory from a snapshot or a healthy node and restart") from None
+        applied = time.perf_counter()
+        tx_hashes = [hashlib.sha256(tx).digest() for tx in block.txs]
+        self.store.save_block(
+            height, value, encode_certificate(certificate), encode_receipts(result.receipts), tx_hashes,
+            result.entries, result.state_root, block_hash=result.block_hash)
+        self.mempool.update(self.state, [r.tx_hash for r in result.receipts])
+        self.publish(block, result, self.view.add_block(block, result))
+        done = time.perf_counter()
+        self.metrics.observe_commit(height, len(block.txs), applied - started, done - started)
+        self.metrics.observe_mempool(len(self.mempool), self.mempool.size_bytes)
+        log.info("committed block", extra={"fields": {
+            "block_height": height, "txs": len(block.txs), "hash": result.block_hash.hex()[:16],
+            "app_hash": result.state_root.hex()[:16], "commit_round": certificate.round,
+            "commit_ms": round((done - started) * 1000, 2)}})
+        for callback in self.on_commit:
+            callback(height, block)
+        return ()

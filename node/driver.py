@@ -1,0 +1,184 @@
+"""The consensus driver: the one task that feeds the sans-IO engine and carries out its actions.
+
+Contract:
+
+- `ConsensusDriver.run()` owns the engine: nothing else calls it. Inputs arrive on one queue, in order:
+  peer proposals and votes (`submit_message`, from the P2P deliver callback; bounded: over `max_pending`
+  queued peer messages a new one is dropped, and consensus recovers by later rounds or block sync), block sync's
+  `CommitReceived` (`submit`), timeouts (`loop.call_later` when the engine asks with `ScheduleTimeout`) and
+  `Committed` (below). Own inputs are never dropped.
+- Each input is handled with `consensus.app.drive`, which answers `RequestProposal`, `ValidateValue` and
+  `Commit` synchronously through the `ChainApp`; the remaining actions are performed in order: `Broadcast` sends
+  the already WAL-flushed message to every peer, `ScheduleTimeout` arms a timer, `ReportEvidence` is logged.
+- After a commit, `Committed` is fed when the next height should start: at once while there are pending
+  transactions or while block sync says the node is behind, else after `empty_block_interval_ms` (the
+  `[consensus] create_empty_blocks_interval_ms` of the config), which sets the block interval at idle.
+- The WAL (`wal/consensus.wal`) is rotated before `Committed(h)` is fed once it exceeds `wal_rotate_bytes`: the
+  new file is empty. That is safe because every record the engine needs after a restart (own signatures of
+  heights above h, inputs after the `Committed(h)` marker) is written after the rotation; a crash right after it
+  restarts at height h + 1 from an empty log, with nothing signed at that height yet.
+- A `ConsensusError` raised by the engine for a peer's message (stale, future, badly signed) drops that message.
+  An `AppHashMismatch` from the app propagates: it stops the node.
+
+Time: `now_ms` is the wall clock in ms (vote timestamps and the WAL records carry it).
+"""
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from consensus.app import drive
+from consensus.engine import Engine
+from consensus.errors import ConsensusError, FutureHeight
+from consensus.events import (
+    Action, Broadcast, Committed, Event, ProposalReceived, ReportEvidence, ScheduleTimeout, TimeoutFired,
+    VoteReceived,
+)
+from consensus.messages import Proposal, pack_message, unpack_message
+from consensus.wal import FileWAL
+from node.app import ChainApp
+from node.p2p.gossip import MSG_PROPOSAL, MSG_VOTE
+from node.telemetry import ConsensusPosition, NodeMetrics
+
+log = logging.getLogger("node.consensus")
+
+WAL_FILE = "consensus.wal"
+DEFAULT_WAL_ROTATE_BYTES = 8 << 20
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ConsensusDriver:
+    def __init__(
+        self, engine: Engine, app: ChainApp, wal_dir: Path, send: Callable[[int, bytes], int],
+        position: ConsensusPosition, metrics: NodeMetrics, *, empty_block_interval_ms: int,
+        initial_actions: list[Action] = (), max_pending: int = 10_000,
+        wal_rotate_bytes: int = DEFAULT_WAL_ROTATE_BYTES, is_behind: Callable[[], bool] = lambda: False,
+        on_future_height: Callable[[bytes, int], None] = lambda peer, height: None,
+    ) -> None:
+        self.engine = engine
+        self.app = app
+        self.wal_dir = wal_dir
+        self.send = send
+        self.position = position
+        self.metrics = metrics
+        self.empty_block_interval_ms = empty_block_interval_ms
+        self.max_pending = max_pending
+        self.wal_rotate_bytes = wal_rotate_bytes
+        self.is_behind = is_behind
+        self.on_future_height = on_future_height
+        self._initial = list(initial_actions)
+        self._queue: asyncio.Queue[tuple[bytes | None, Event]] = asyncio.Queue()
+        self._peer_pending = 0
+        self._timers: list[asyncio.TimerHandle] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.committed = asyncio.Event()  # set at each commit, then replaced by a fresh one: take it, then wait
+
+    # --- inputs ---------------------------------------------------------------------------------------------
+
+    def submit_message(self, sender: bytes, payload: bytes, msg_type: int) -> None:
+        """A consensus message from a peer (P2P deliver callback). Never blocks; drops when over capacity."""
+        if self._peer_pending >= self.max_pending:
+            log.warning("consensus inbox full: dropping a peer message")
+            return
+        try:
+            message = unpack_message(payload)
+        except ConsensusError as exc:
+            log.debug("undecodable consensus message from %s: %s", sender.hex()[:12], exc)
+            return
+        if msg_type == MSG_PROPOSAL and not isinstance(message, Proposal):
+            return
+        event = ProposalReceived(message) if isinstance(message, Proposal) else VoteReceived(message)
+        self._peer_pending += 1
+        self._queue.put_nowait((sender, event))
+
+    def submit(self, event: Event) -> None:
+        """An own input (block sync's CommitReceived, a timeout, Committed): never dropped."""
+        self._queue.put_nowait((None, event))
+
+    # --- the loop -------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            initial = self._initial
+            self._step(lambda e: initial, None)
+            while True:
+                sender, event = await self._queue.get()
+                if sender is not None:
+                    self._peer_pending -= 1
+                self._step(lambda e, ev=event: e.handle(ev, now_ms()), sender)
+        finally:
+            for timer in self._timers:
+                timer.cancel()
+
+    def _step(self, step: Callable[[Engine], list[Action]], sender: bytes | None) -> None:
+        try:
+            driven = drive(self.engine, self.app, step, now_ms())
+        except FutureHeight:
+            if sender is not None:
+                self.on_future_height(sender, self.engine.height)
+            return
+        except ConsensusError as exc:
+            log.debug("consensus input refused: %s: %s", type(exc).__name__, exc)
+            return
+        for action in driven.actions:
+            self._perform(action)
+        for committed in driven.committed:
+            self._after_commit(committed)
+        self._update_position()
+
+    def _perform(self, action: Action) -> None:
+        if isinstance(action, Broadcast):
+            message = action.message
+            self.send(MSG_PROPOSAL if isinstance(message, Proposal) else MSG_VOTE, pack_message(message))
+        elif isinstance(action, ScheduleTimeout):
+            event = TimeoutFired(action.height, action.round, action.step)
+            self._timers = [t for t in self._timers if not t.cancelled() and t.when() > self._loop.time()]
+            self._timers.append(self._loop.call_later(action.duration_ms / 1000, self.submit, event))
+        elif isinstance(action, ReportEvidence):
+            ev = action.evidence
+            log.warning("duplicate vote evidence", extra={"fields": {"evidence": repr(ev)[:200]}})
+
+    def _after_commit(self, committed: Committed) -> None:
+        self.committed.set()
+        self.committed = asyncio.Event()
+        self._rotate_wal_if_large()
+        idle = len(self.app.mempool) == 0 and not self.is_behind()
+        delay = self.empty_block_interval_ms / 1000 if idle else 0.0
+        if delay <= 0:
+            self.submit(committed)
+        else:
+            self._timers.append(self._loop.call_later(delay, self.submit, committed))
+
+    def _update_position(self) -> None:
+        engine = self.engine
+        if engine.round != self.position.round and engine.round > 0:
+            self.metrics.rounds.inc()
+        self.position.height, self.position.round = engine.height, max(engine.round, 0)
+        self.metrics.consensus_height.set(engine.height)
+        self.metrics.consensus_round.set(max(engine.round, 0))
+
+    def _rotate_wal_if_large(self) -> None:
+        wal = self.engine.wal
+        if not isinstance(wal, FileWAL) or os.fstat(wal._fd).st_size < self.wal_rotate_bytes:
+            return
+        path = self.wal_dir / WAL_FILE
+        fresh_path = self.wal_dir / (WAL_FILE + ".new")
+        fresh_path.unlink(missing_ok=True)
+        fresh = FileWAL(str(fresh_path))
+        os.replace(fresh_path, path)
+        fd = os.open(self.wal_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fresh.path = str(path)
+        wal.close()
+        self.engine.wal = fresh
+        log.info("rotated the consensus WAL")
