@@ -7,14 +7,14 @@ thread. Because recording and publishing happen in one step, a subscription made
 everything up to the latest block in its first notifications (snapshot or replay) and everything after it live,
 with no gap and no repeat.
 
-| channel       | key param                  | options       | first notifications               | then, per block                  |
-|---------------|----------------------------|---------------|-----------------------------------|----------------------------------|
-| `book`        | `market` (id)              |               | a `snapshot`                      | one `diff` (rpc/bookfeed.py)     |
-| `blocks`      |                            | `from_height` | replayed headers                  | the header (`block`'s shape)     |
-| `block_diffs` |                            | `from_height` | replayed diffs                    | the diff (`block_diff`'s shape)  |
-| `trades`      | `market` (id)              | `from_height` | replayed blocks with trades       | the block's trades, if any       |
-| `account`     | `address` (20-byte hex)    | `from_height` | a `snapshot`, or replayed blocks  | the events touching the address  |
-|               |                            |               |                                   | and its balances, if any         |
+| channel       | key param               | first notifications                 | then, per block                    |
+|---------------|-------------------------|-------------------------------------|------------------------------------|
+| `book`        | `market` (id)           | a `snapshot`                        | one `diff` (rpc/bookfeed.py)       |
+| `blocks`      |                         | replayed headers (`from_height`)    | the header (`block`'s shape)       |
+| `block_diffs` |                         | replayed diffs (`from_height`)      | the diff (`block_diff`'s shape)    |
+| `trades`      | `market` (id)           | replayed trades (`from_height`)     | the block's trades, if any         |
+| `account`     | `address` (20-byte hex) | a `snapshot`, or replayed blocks    | the events touching the address,   |
+|               |                         | (`from_height`)                     | and its balances if they changed   |
 
 Replay: with `from_height = h`, the first notifications are the messages of blocks h .. latest that the channel
 would have sent live, then the live ones follow. `h` may be from `max(earliest kept, latest + 1 -

@@ -16,6 +16,10 @@ A channel may have a `snapshot(views, key)` callable; its non-None result is the
 after the subscribe response and before anything published later. Every notification of a subscription follows
 its subscribe response; the notifications of one stream arrive in publish order.
 
+A channel may also take options (`from_height`) and a `replay(views, key, options)` callable whose list of
+messages replaces the snapshot (rpc/channels.py). `Hub.add_listener(callback)` lets in-process code observe
+every publish (the broadcast_tx_commit waiters of rpc/submit.py learn inclusion that way).
+
 `Hub.publish(channel, key, message)` encodes `message` once (floats refused with ValueError, like results) and
 appends one frame to the send buffer of every subscriber to (channel, key). It never awaits or blocks, and must be
 called on the event loop's thread. Its cost is one dict lookup when nobody is subscribed.
@@ -116,6 +120,10 @@ class Session:
             self._held.clear()
         self._wakeup.set()
         self._closing.set()
+
+    def get_queued(self) -> int:
+        """Frames waiting to be written (queued and held behind a call)."""
+        return len(self._frames) + len(self._held)
 
     async def wait_closing(self) -> None:
         await self._closing.wait()

@@ -12,6 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,7 +23,7 @@ from rpc.channels import REPLAY_WINDOW, make_channels, publish_block, publish_bl
 from rpc.config import RpcConfig
 from rpc.jsonrpc import INVALID_PARAMS, LIMIT_EXCEEDED
 from rpc.methods import HEIGHT_NOT_AVAILABLE, NOT_AVAILABLE, make_router
-from rpc.server import HUB, make_app
+from rpc.server import HUB, SERVER, make_app
 from rpc.submit import COMMIT_TIMEOUT, SubmitResult
 from rpc.subscriptions import CLOSE_SLOW_CONSUMER, Hub
 from rpc.views import InMemoryChainView
@@ -453,3 +454,15 @@ def test_notifications_are_json_without_floats() -> None:
             json.loads(raw, parse_float=lambda text: (_ for _ in ()).throw(AssertionError(text)))
 
     run(scenario)
+
+
+def test_api_doc_covers_every_method_and_channel() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "API.md").read_text()
+    node = LiveNode(accounts=1)
+    app = make_app(make_router(node.view), node.view, node.config, hub=node.hub, submitter=node.submitter)
+    for method in app[SERVER].router.routes:
+        assert f"`{method}`" in doc, method
+    for channel in node.hub.channels:
+        assert f"`{channel}`" in doc, channel
+    for code in ("-32001", "-32002", "-32003", "-32004", "-32005", "-32010", "4008"):
+        assert code in doc, code
