@@ -6,15 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from determinism_run import run
+from determinism_run import run, run_perp
 
 SCRIPT = Path(__file__).resolve().parent / "determinism_run.py"
 
 
-def roots_in_fresh_process(seed: int, blocks: int, hash_seed: str) -> list[str]:
+def roots_in_fresh_process(seed: int, blocks: int, hash_seed: str, flow: str = "spot") -> list[str]:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
     out = subprocess.run(
-        [sys.executable, str(SCRIPT), str(seed), str(blocks)], env=env, capture_output=True, text=True, check=True,
+        [sys.executable, str(SCRIPT), str(seed), str(blocks), flow], env=env, capture_output=True, text=True,
+        check=True,
     )
     return out.stdout.split()
 
@@ -28,3 +29,10 @@ def test_same_blocks_same_roots_across_processes_and_hash_seeds() -> None:
 
 def test_different_blocks_give_different_roots() -> None:
     assert run(11, 3)[-1] != run(12, 3)[-1]
+
+
+def test_perp_flow_same_roots_across_processes_and_hash_seeds() -> None:
+    here = run_perp(8, 40)  # seed 8 liquidates through the book, by the backstop and by ADL
+    assert len(here) == 40 and len(set(here)) == 40
+    assert roots_in_fresh_process(8, 40, "7", "perp") == here
+    assert roots_in_fresh_process(8, 40, "90210", "perp") == here
