@@ -17,6 +17,11 @@ Contract:
   new file is empty. That is safe because every record the engine needs after a restart (own signatures of
   heights above h, inputs after the `Committed(h)` marker) is written after the rotation; a crash right after it
   restarts at height h + 1 from an empty log, with nothing signed at that height yet.
+- Re-sending: gossip delivers each message once, so a peer that was down or disconnected when we voted would
+  never see that vote, and validators stuck in a round without a quorum would never hear from each other again.
+  The driver keeps its own messages of the current height and re-sends those of the current and previous round
+  straight to a peer when it connects, and to every peer each `resend_interval_s` while the height has not
+  changed (`run_resend`). Receivers de-duplicate, so a repeat costs bandwidth only.
 - A `ConsensusError` raised by the engine for a peer's message (stale, future, badly signed) drops that message.
   An `AppHashMismatch` from the app propagates: it stops the node.
 
@@ -77,6 +82,7 @@ class ConsensusDriver:
         self._peer_pending = 0
         self._timers: list[asyncio.TimerHandle] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._own: list[tuple[int, int, int, bytes]] = []  # (height, round, type, payload) of our broadcasts
         self.committed = asyncio.Event()  # set at each commit, then replaced by a fresh one: take it, then wait
 
     # --- inputs ---------------------------------------------------------------------------------------------
@@ -136,7 +142,11 @@ class ConsensusDriver:
     def _perform(self, action: Action) -> None:
         if isinstance(action, Broadcast):
             message = action.message
-            self.send(MSG_PROPOSAL if isinstance(message, Proposal) else MSG_VOTE, pack_message(message))
+            msg_type, payload = MSG_PROPOSAL if isinstance(message, Proposal) else MSG_VOTE, pack_message(message)
+            if self._own and self._own[0][0] < self.engine.height:
+                self._own = [entry for entry in self._own if entry[0] >= self.engine.height]
+            self._own.append((message.height, message.round, msg_type, payload))
+            self.send(msg_type, payload)
         elif isinstance(action, ScheduleTimeout):
             event = TimeoutFired(action.height, action.round, action.step)
             self._timers = [t for t in self._timers if not t.cancelled() and t.when() > self._loop.time()]
@@ -144,6 +154,25 @@ class ConsensusDriver:
         elif isinstance(action, ReportEvidence):
             ev = action.evidence
             log.warning("duplicate vote evidence", extra={"fields": {"evidence": repr(ev)[:200]}})
+
+    def resend_own(self, peers: list) -> int:
+        """Send our messages of the current height's current and previous round to `peers`; returns the count."""
+        sent = 0
+        for height, round_, msg_type, payload in self._own:
+            if height == self.engine.height and round_ >= self.engine.round - 1:
+                for peer in peers:
+                    sent += peer.send(msg_type, payload)
+        return sent
+
+    async def run_resend(self, get_peers: Callable[[], dict], resend_interval_s: float = 1.0) -> None:
+        """Every `resend_interval_s`, re-send our current messages to every peer if the height is unchanged."""
+        last = (self.engine.height, self.engine.round)
+        while True:
+            await asyncio.sleep(resend_interval_s)
+            now = (self.engine.height, self.engine.round)
+            if now[0] == last[0]:
+                self.resend_own(list(get_peers().values()))
+            last = now
 
     def _after_commit(self, committed: Committed) -> None:
         self.committed.set()

@@ -230,7 +230,7 @@ def build_node(home: Home, store: ChainStore, position: ConsensusPosition) -> No
         home.node_key, chain_id, deliver, validator_ids=[p.node_id for p in peer_addresses], config=connection,
         backoff=LOCAL_BACKOFF, bans=BanList(time.monotonic),
         on_direct=lambda peer, message: holder["sync"].on_direct(peer, message),
-        on_connect=lambda peer: holder["sync"].on_connect(peer))
+        on_connect=lambda peer: (holder["sync"].on_connect(peer), holder["driver"].resend_own([peer])))
     metrics.register_peers(PeerBytesCollector(lambda: switch.peers))
     driver = ConsensusDriver(
         engine, app, home.path / WAL_DIR, switch.broadcast, position, metrics,
@@ -271,6 +271,7 @@ async def serve_node(node: Node) -> None:
             tg.create_task(node.switch.run(p2p_host, p2p_port, peers), name="p2p")
             await node.switch.listening.wait()
             workers = [tg.create_task(node.driver.run(), name="consensus"),
+                       tg.create_task(node.driver.run_resend(lambda: node.switch.peers), name="resend"),
                        tg.create_task(node.sync.run(), name="blocksync")]
             log.info("node started", extra={"fields": {
                 "chain_id": node.home.genesis.params.chain_id, "p2p": f"{p2p_host}:{node.switch.port}",
