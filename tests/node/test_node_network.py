@@ -6,6 +6,7 @@ Each test starts `python -m node start` processes on free ports under `tmp_path`
 """
 
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -20,11 +21,13 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from node.home import make_localnet
+from node.home import GENESIS_FILE, make_localnet
 from node.p2p.connection import ConnectionConfig, open_connection
 from node.p2p.gossip import MSG_TX, MSG_VOTE
-from node.keys import load_key
 from stf.crypto import PrivateKey
+from stf.tx import Faucet, sign_transaction
+
+USD = 0
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,6 +106,10 @@ class Net:
         block = call_rpc(self.rpc_port(i), "block", {"height": height})
         return None if block is None else json.dumps(block, sort_keys=True)
 
+    def metrics(self, i: int) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.rpc_port(i)}/metrics", timeout=2) as response:
+            return response.read().decode()
+
     def log(self, i: int) -> str:
         return (self.homes[i] / "node.log").read_text(errors="replace")[-3000:]
 
@@ -132,6 +139,21 @@ def test_node_network_kill_rejoin_quorum_and_replay(net4: Net) -> None:
         net4.start(i)
     for i in range(4):
         net4.wait_height(i, 3, timeout=30)
+
+    # a transaction handed to one node over P2P is gossiped, admitted and committed on every node
+    wire = sign_transaction(PrivateKey(os.urandom(32)), "kabuto-localnet", time.time_ns() // 1_000_000,
+                            [Faucet(USD, 10**9)])
+    asyncio.run(send_messages(net4.p2p_port(1), [(MSG_TX, wire)]))
+    tx_hash = hashlib.sha256(wire).hexdigest()
+    for i in range(4):
+        assert wait_for(lambda: call_rpc(net4.rpc_port(i), "tx", {"hash": tx_hash}) is not None, 15), net4.log(i)
+    metrics = net4.metrics(1)
+    for line in ('kabuto_mempool_admissions_total{code="ok"} 1.0', "kabuto_p2p_peers 3.0",
+                 "kabuto_block_interval_seconds_bucket", "kabuto_stf_apply_seconds_count", "kabuto_commit_seconds_sum",
+                 "kabuto_consensus_round ", "kabuto_mempool_bytes 0.0", "kabuto_p2p_sent_bytes_total"):
+        assert line in metrics, line
+    assert float(metrics.split("\nkabuto_consensus_height ")[1].split()[0]) >= 3
+    assert '"height":' in net4.log(1) and '"round":' in net4.log(1)  # JSON logs carry height and round
 
     # kill -9 one validator: the other three keep committing
     net4.kill9(3)
@@ -168,22 +190,37 @@ def test_node_network_kill_rejoin_quorum_and_replay(net4: Net) -> None:
         assert "every block hash and app hash matches" in done.stdout
 
 
-async def send_garbage(port: int, chain_id: str) -> None:
-    """A raw socket with junk, then an authenticated peer with malformed and badly signed messages."""
-    _, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(os.urandom(4096))
-    await writer.drain()
-    writer.close()
-    for msg_type, payload in ((MSG_TX, 12345), (MSG_VOTE, b"\x93\x01\x02"), (MSG_VOTE, msgpack.packb(
-            [1, 1, 0, b"\x00" * 32, b"\x11" * 20, 0, b"\x22" * 64])), (MSG_TX, b"not a transaction"), (33, "x")):
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+async def send_messages(port: int, messages: list[tuple[int, object]], chain_id: str = "kabuto-localnet") -> None:
+    """Each message from a fresh, authenticated peer with a random node key (a ban only hits that key)."""
+    for msg_type, payload in messages:
         key = PrivateKey(os.urandom(32))
         try:
             async with open_connection("127.0.0.1", port, node_key=key, chain_id=chain_id,
-                                       expected_peer_id=None, config=ConnectionConfig()) as peer:
+                                       config=ConnectionConfig()) as peer:
                 peer.send(msg_type, payload)
                 await asyncio.sleep(0.2)
         except OSError:
             pass
+
+
+async def send_garbage(port: int) -> None:
+    """A raw socket with junk, then authenticated peers with malformed and badly signed messages."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(os.urandom(4096))
+    await writer.drain()
+    writer.close()
+    bad_vote = msgpack.packb([1, 1, 0, b"\x00" * 32, b"\x11" * 20, 0, b"\x22" * 64])
+    await send_messages(port, [(MSG_TX, 12345), (MSG_VOTE, b"\x93\x01\x02"), (MSG_VOTE, bad_vote),
+                               (MSG_TX, b"not a transaction"), (33, "x"), (34, [[1, b"x", b"y"]]), (40, None)])
 
 
 def test_node_malformed_frames_do_not_crash_a_node(tmp_path: Path) -> None:
@@ -191,12 +228,51 @@ def test_node_malformed_frames_do_not_crash_a_node(tmp_path: Path) -> None:
     try:
         net.start(0)
         net.wait_height(0, 2, timeout=30)
-        node_id = load_key(net.homes[0] / "node_key.json").address
-        assert node_id
-        asyncio.run(send_garbage(net.p2p_port(0), "kabuto-localnet"))
+        asyncio.run(send_garbage(net.p2p_port(0)))
         before = net.height(0)
         net.wait_height(0, before + 3, timeout=15)
         assert net.procs[0].poll() is None
         assert net.stop(0) == 0
+    finally:
+        net.kill_all()
+
+
+def test_node_rpc_submission_admits_and_commits(tmp_path: Path) -> None:
+    from rpc.server import make_app
+    if "submitter" not in __import__("inspect").signature(make_app).parameters:
+        pytest.skip("this RPC server has no transaction submission")
+    net = Net(tmp_path / "net", 1)
+    try:
+        net.start(0)
+        net.wait_height(0, 1, timeout=30)
+        key = PrivateKey(os.urandom(32))
+        wire = sign_transaction(key, "kabuto-localnet", time.time_ns() // 1_000_000, [Faucet(USD, 10**9)])
+        answer = call_rpc(net.rpc_port(0), "broadcast_tx_sync", {"tx": wire.hex()}, timeout=5)
+        assert answer is not None and answer["code"] == "ok", answer
+        assert answer["hash"] == hashlib.sha256(wire).hexdigest()
+        assert wait_for(lambda: call_rpc(net.rpc_port(0), "tx", {"hash": answer["hash"]}) is not None, 10)
+        forged = wire[:-1] + bytes([wire[-1] ^ 1])
+        refused = call_rpc(net.rpc_port(0), "broadcast_tx_sync", {"tx": forged.hex()}, timeout=5)
+        assert refused is not None and refused["code"] not in ("ok", None), refused
+        assert 'kabuto_mempool_admissions_total{code="ok"} 1.0' in net.metrics(0)
+    finally:
+        net.kill_all()
+
+
+def test_node_diverged_state_stops_with_a_clear_error(tmp_path: Path) -> None:
+    """A validator whose genesis state differs (so its app hash does) stops with exit 3; the others go on."""
+    net = Net(tmp_path / "net", 4)
+    try:
+        path = net.homes[3] / GENESIS_FILE
+        doc = json.loads(path.read_text())
+        doc["balances"].append({"address": "ab" * 20, "asset": USD, "amount": 1})
+        path.write_text(json.dumps(doc))
+        for i in range(4):
+            net.start(i)
+        net.wait_height(0, 5, timeout=30)
+        assert net.procs[3].wait(timeout=30) == 3
+        log = net.log(3)
+        assert "kabuto: error:" in log and "diverged" in log and "stopping rather than fork" in log
+        assert net.height(0) >= 5 and net.procs[0].poll() is None
     finally:
         net.kill_all()
