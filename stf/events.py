@@ -12,13 +12,11 @@ REASON_SCHEDULED_CANCEL = 5
 REASON_MARGIN = 6
 REASON_REDUCE_ONLY = 7
 REASON_LIQUIDATION = 8
-REASON_HALTED = 9
 DONE_REASON_NAMES = {
     REASON_CANCELLED: "cancelled", REASON_FILLED: "filled", REASON_EXPIRED: "expired",
     REASON_SELF_TRADE: "self_trade_prevented", REASON_UNFILLED_IOC: "unfilled_remainder",
     REASON_SCHEDULED_CANCEL: "scheduled_cancel", REASON_MARGIN: "insufficient_margin",
     REASON_REDUCE_ONLY: "reduce_only_nothing_to_reduce", REASON_LIQUIDATION: "liquidation",
-    REASON_HALTED: "market_removed",
 }
 
 LIQUIDATION_BOOK = 0

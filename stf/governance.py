@@ -25,10 +25,13 @@ from dataclasses import replace
 from stf import codec
 from stf.constants import ADDRESS_LEN
 from stf.errors import ResultCode
-from stf.events import GovernanceEvent
+from stf.events import REASON_CANCELLED, GovernanceEvent, OrderDone
 from stf.params import PerpMarketParams, SpotMarketParams
 from stf.receipts import ActionResult
-from stf.state import Market, State, compute_next_funding_ms
+from stf.spot import compute_order_hold
+from stf.state import (
+    Market, State, compute_next_funding_ms, hold, recompute_order_margin, release, remove_order,
+)
 from stf.tx import Govern
 from stf.units import BPS_DENOMINATOR, U64_MAX
 
@@ -176,7 +179,23 @@ def validate_operation(state: State, operation: tuple) -> None:
         raise ProposalError(f"unknown operation {op}")
 
 
-def execute_operation(state: State, operation: tuple) -> None:
+def rehold_spot_orders(state: State, events: list, market: Market, resting: list, params: SpotMarketParams) -> None:
+    """Set new spot parameters and move every resting order's hold to what the new fees need, in order-id
+    order; an order whose owner cannot cover a larger hold is cancelled (its old hold released)."""
+    old_holds = [compute_order_hold(market, o.is_buy, o.price, o.size_lots) for o in resting]
+    market.set_params(params)
+    for order, (asset, old) in zip(resting, old_holds):
+        account = state.accounts[order.owner]
+        new = compute_order_hold(market, order.is_buy, order.price, order.size_lots)[1]
+        if new - old <= account.get_available(asset):
+            hold(state, account, asset, new - old)
+        else:
+            remove_order(state, order)
+            release(state, account, asset, old)
+            events.append(OrderDone(order.order_id, order.market_id, order.owner, REASON_CANCELLED, order.size_lots))
+
+
+def execute_operation(state: State, events: list, operation: tuple) -> None:
     op, args = operation[0], operation[2:]
     if op in (OP_HALT_MARKET, OP_RESUME_MARKET):
         market = state.markets[args[0]]
@@ -187,8 +206,15 @@ def execute_operation(state: State, operation: tuple) -> None:
         state.dirty_global = True
     elif op == OP_SET_PARAMS:
         market = state.markets[args[0]]
-        market.set_params(_changed_params(market, args[1]))
         state.dirty_markets[args[0]] = None
+        resting = sorted((order for side in (market.book.bids, market.book.asks)
+                          for _, level in side.iter_levels() for order in level), key=lambda o: o.order_id)
+        if market.is_perp:  # fees enter what resting orders reserve: recompute their owners' order margin
+            market.set_params(_changed_params(market, args[1]))
+            for owner in sorted({order.owner: None for order in resting}):
+                recompute_order_margin(state, state.accounts[owner])
+        else:
+            rehold_spot_orders(state, events, market, resting, _changed_params(market, args[1]))
     else:
         params = _new_market_params(state, op, args[0])
         market = state.markets[params.market_id] = Market(params)
@@ -216,7 +242,7 @@ def process_govern(state: State, events: list, account, action: Govern) -> Actio
     executed = len(approvers) >= governance.threshold
     if executed:
         state.proposals.pop(digest, None)
-        execute_operation(state, operation)
+        execute_operation(state, events, operation)
     else:
         state.proposals[digest] = approvers
     state.dirty_proposals = True

@@ -408,3 +408,24 @@ def test_an_order_to_a_perp_market_leaves_spot_holds_alone() -> None:
     order_id = next(iter(account.orders))
     chain.run(chain.keys[1], Cancel(BTC_PERP, order_id))
     assert account.order_margin == 0
+
+
+@pytest.mark.parametrize("market, maker_fee", [(BTC_USD, 30), (BTC_PERP, 30)])
+def test_fee_change_keeps_holds_and_reserved_margin_exact(market, maker_fee) -> None:
+    """A parameter change moves what resting orders lock to the new fees (or cancels an order whose owner
+    cannot cover more), so holds and reserved margins still equal what the open orders need."""
+    from invariants import check_holds
+    chain = PerpChain(governance=([1], 1))
+    chain.deposit(chain.keys[2])
+    price = 1_000 if market == BTC_USD else BTC_PRICE
+    chain.run(chain.keys[2], PlaceOrder(market, True, price, 10, 0, None, 0, False))
+    poor = chain.keys[3]
+    spend = FUNDED_USD - 10 * (price + price // 10_000 + 1)
+    if market == BTC_USD:
+        chain.run(poor, Withdraw(USD, spend, b"x"))   # just enough for its order at today's fee
+        chain.run(poor, PlaceOrder(market, True, price, 10, 0, None, 0, False))
+    result = chain.run(chain.keys[1], Govern((5, 1, market, ((b"maker_fee_bps", maker_fee),))))
+    assert chain.codes(result) == [R.OK]
+    check_holds(chain.state)
+    if market == BTC_USD:
+        assert [e.owner for e in events_of(result, OrderDone)] == [poor.address]
