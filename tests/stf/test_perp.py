@@ -429,3 +429,44 @@ def test_fee_change_keeps_holds_and_reserved_margin_exact(market, maker_fee) -> 
     check_holds(chain.state)
     if market == BTC_USD:
         assert [e.owner for e in events_of(result, OrderDone)] == [poor.address]
+
+
+@pytest.mark.parametrize("raw, message", [
+    ([30, 0, True], "amount"),                                   # collateral transfer of nothing
+    ([30, 5, 1], "to_perp"),                                     # a bool field given as an integer
+    ([31, BTC_PERP, 0, True], "leverage"),                       # leverage 0
+    ([32, BTC_PERP, 0, True], "amount"),
+    ([33, BTC_PERP, True, 1, 0, False, 0, False], "trigger_price"),
+    ([33, BTC_PERP, True, 1, 100, False, 0], "takes 7 fields"),
+    ([34, BTC_PERP, 0], "trigger_id"),
+    ([40, [1]], "operation"),                                    # no proposal id
+    ([40, 3], "operation"),
+])
+def test_invalid_perp_action_fields(raw, message) -> None:
+    from stf.errors import MalformedAction
+    from stf.tx import decode_action
+    with pytest.raises(MalformedAction, match=message):
+        decode_action(raw)
+
+
+def test_perp_actions_round_trip_through_the_wire() -> None:
+    from stf import codec
+    from stf.tx import decode_action, encode_action
+    for action in (CollateralTransfer(5, True), SetLeverage(BTC_PERP, 20, False), IsolatedMargin(ETH_PERP, 7, False),
+                   PlaceTrigger(BTC_PERP, True, 0, 100, True, 0, True), CancelTrigger(BTC_PERP, 9),
+                   Govern((5, 1, BTC_PERP, ((b"taker_fee_bps", 9),)))):
+        assert decode_action(codec.decode(codec.encode(encode_action(action)), 1 << 16)) == action
+
+
+def test_invalid_agent_may_not_move_collateral_or_govern() -> None:
+    from stf.errors import InvalidBlock
+    from stf.tx import ApproveAgent
+    from stf_helpers import make_key
+    chain = PerpChain(governance=([1], 1))
+    agent = make_key(77)
+    chain.run(chain.keys[1], ApproveAgent(agent.address))
+    for action in (CollateralTransfer(1, True), Govern((3, 1))):
+        with pytest.raises(InvalidBlock, match="unauthorized"):
+            chain.block(chain.tx(agent, action, account=chain.keys[1].address))
+    result = chain.block(chain.tx(agent, SetLeverage(BTC_PERP, 5, True), account=chain.keys[1].address))
+    assert chain.codes(result) == [R.OK]
