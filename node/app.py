@@ -36,6 +36,7 @@ from consensus.validators import ValidatorUpdate
 from node.mempool import Mempool
 from node.storage import ChainStore
 from node.telemetry import NodeMetrics
+from node.tracing import Tracing
 from rpc.views import InMemoryChainView
 from stf import codec
 from stf.block import Block, apply_block, decode_block, make_block, validate_block
@@ -73,7 +74,7 @@ class ChainApp:
     def __init__(
         self, state: State, store: ChainStore, mempool: Mempool, view: InMemoryChainView, metrics: NodeMetrics,
         proposer_address: bytes, publish: Callable[[Block, Any, dict], None], max_block_bytes: int,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000, tracing: Tracing = Tracing(),
     ) -> None:
         self.state = state
         self.store = store
@@ -84,6 +85,7 @@ class ChainApp:
         self.publish = publish
         self.max_block_bytes = max_block_bytes
         self.clock_ms = clock_ms
+        self.tracing = tracing
         self.on_commit: list[Callable[[int, Block], None]] = []
 
     @property
@@ -91,13 +93,23 @@ class ChainApp:
         return self.state.height
 
     def propose_value(self, height: int, round_: int, last_commit: CommitCertificate | None) -> bytes:
-        time_ms = compute_proposal_time_ms(self.clock_ms(), self.state.time_ms)
-        txs = self.mempool.reap(self.state, time_ms, max_bytes=self.max_block_bytes)
-        block = make_block(self.state, time_ms, txs, self.proposer_address)
+        with self.tracing.span("propose", height=height, round=round_) as span:
+            time_ms = compute_proposal_time_ms(self.clock_ms(), self.state.time_ms)
+            txs = self.mempool.reap(self.state, time_ms, max_bytes=self.max_block_bytes)
+            block = make_block(self.state, time_ms, txs, self.proposer_address)
+            if span is not None:
+                span.set_attribute("txs", len(txs))
         log.debug("proposing block", extra={"fields": {"txs": len(txs), "proposal_round": round_}})
         return block.to_wire()
 
     def validate_value(self, height: int, value: bytes) -> bool:
+        with self.tracing.span("validate", height=height) as span:
+            valid = self._validate_value(height, value)
+            if span is not None:
+                span.set_attribute("valid", valid)
+        return valid
+
+    def _validate_value(self, height: int, value: bytes) -> bool:
         try:
             block = decode_block(value)
             if block.header.height != height:
@@ -112,7 +124,8 @@ class ChainApp:
         started = time.perf_counter()
         try:
             block = decode_block(value)
-            result = apply_block(self.state, block, self.mempool.verified())
+            with self.tracing.span("apply", height=height, txs=len(block.txs)):
+                result = apply_block(self.state, block, self.mempool.verified())
         except KabutoError as exc:
             raise AppHashMismatch(
                 f"block {height} was decided by a quorum but does not apply on this node's state at height "
@@ -120,11 +133,17 @@ class ChainApp:
                 f"fork: restore the data directory from a snapshot or a healthy node and restart") from None
         applied = time.perf_counter()
         tx_hashes = [hashlib.sha256(tx).digest() for tx in block.txs]
-        self.store.save_block(
-            height, value, encode_certificate(certificate), encode_receipts(result.receipts), tx_hashes,
-            result.entries, result.state_root, block_hash=result.block_hash)
-        self.mempool.update(self.state, [r.tx_hash for r in result.receipts])
-        self.publish(block, result, self.view.add_block(block, result))
+        with self.tracing.span("commit", height=height):
+            self.store.save_block(
+                height, value, encode_certificate(certificate), encode_receipts(result.receipts), tx_hashes,
+                result.entries, result.state_root, block_hash=result.block_hash)
+            committed = [r.tx_hash for r in result.receipts]
+            dropped = self.mempool.update(self.state, committed)
+            self.publish(block, result, self.view.add_block(block, result))
+        for tx_hash in committed:
+            self.tracing.end_tx(tx_hash, "committed", height)
+        for tx_hash in dropped:
+            self.tracing.end_tx(tx_hash, "dropped", height)
         done = time.perf_counter()
         self.metrics.observe_commit(height, len(block.txs), applied - started, done - started)
         self.metrics.observe_mempool(len(self.mempool), self.mempool.size_bytes)

@@ -107,11 +107,14 @@ def cmd_reset(args: argparse.Namespace) -> int:
 def cmd_start(args: argparse.Namespace) -> int:
     from node.app import AppHashMismatch
     from node.storage import StorageError
+    from node.tracing import TracingUnavailable
     from node.validator import run_node
 
     home = load_home(args.home)
     try:
         run_node(home)
+    except TracingUnavailable as exc:
+        return fail(str(exc))
     except (AppHashMismatch, StorageError, ExceptionGroup) as exc:
         fatal = find_exception(exc, (AppHashMismatch, StorageError))
         if fatal is None:

@@ -42,7 +42,7 @@ from consensus.events import (
     Action, Broadcast, Committed, Event, ProposalReceived, ReportEvidence, ScheduleTimeout, TimeoutFired,
     VoteReceived,
 )
-from consensus.messages import Proposal, pack_message, unpack_message
+from consensus.messages import PREVOTE, Proposal, pack_message, unpack_message
 from consensus.wal import FileWAL
 from node.app import ChainApp
 from node.p2p.gossip import MSG_PROPOSAL, MSG_VOTE
@@ -147,6 +147,9 @@ class ConsensusDriver:
                 self._own = [entry for entry in self._own if entry[0] >= self.engine.height]
             self._own.append((message.height, message.round, msg_type, payload))
             self.send(msg_type, payload)
+            if msg_type == MSG_VOTE:
+                self.app.tracing.mark("prevote" if message.vote_type == PREVOTE else "precommit",
+                                      height=message.height, round=message.round, nil=message.value_hash is None)
         elif isinstance(action, ScheduleTimeout):
             event = TimeoutFired(action.height, action.round, action.step)
             self._timers = [t for t in self._timers if not t.cancelled() and t.when() > self._loop.time()]

@@ -55,6 +55,7 @@ from node.p2p.switch import PeerAddress, Switch
 from node.storage import ChainStore, MemoryKV, StateMismatch, open_chain_store
 from node.sync import BlockSync
 from node.telemetry import ConsensusPosition, NodeMetrics, PeerBytesCollector, configure_logging
+from node.tracing import Tracing, make_tracing
 from rpc.config import RpcConfig
 from rpc.methods import make_router
 from rpc.server import make_app
@@ -80,7 +81,8 @@ class NodeSubmitter:
     """RPC's `TxSubmitter`: mempool admission against the committed state, then gossip on success."""
 
     def __init__(self, mempool: Mempool, get_state: Callable[[], State], gossip: Callable[[bytes], int],
-                 metrics: NodeMetrics) -> None:
+                 metrics: NodeMetrics, tracing: Tracing = Tracing()) -> None:
+        self.tracing = tracing
         self.mempool = mempool
         self.get_state = get_state
         self.gossip = gossip
@@ -94,6 +96,7 @@ class NodeSubmitter:
             self.metrics.admissions.labels(exc.code).inc()
             return SubmitResult(tx_hash, exc.code, str(exc))
         self.metrics.admissions.labels("ok").inc()
+        self.tracing.start_tx(tx.hash)
         self.metrics.observe_mempool(len(self.mempool), self.mempool.size_bytes)
         return SubmitResult(tx.hash, "ok", "admitted to the mempool")
 
@@ -189,7 +192,7 @@ class Node:
     stop_event: asyncio.Event
 
 
-def build_node(home: Home, store: ChainStore, position: ConsensusPosition) -> Node:
+def build_node(home: Home, store: ChainStore, position: ConsensusPosition, tracing: Tracing = Tracing()) -> Node:
     """Everything but the tasks: state, mempool, view, app, engine (restored from the WAL), P2P, sync, RPC."""
     require_public_keys(home)
     config = home.config
@@ -203,7 +206,7 @@ def build_node(home: Home, store: ChainStore, position: ConsensusPosition) -> No
     max_block_bytes = min(MAX_BLOCK_BYTES, config.p2p.max_frame_bytes - FRAME_OVERHEAD_BYTES)
     app = ChainApp(state, store, mempool, view, metrics, home.validator_key.address,
                    lambda block, result, messages: publish_block(hub, block, result, messages),
-                   max_block_bytes)
+                   max_block_bytes, tracing=tracing)
 
     height = state.height + 1
     validators, next_validators = compute_validator_sets(home, height)
@@ -240,7 +243,8 @@ def build_node(home: Home, store: ChainStore, position: ConsensusPosition) -> No
     sync = BlockSync(app, store, driver, validators, chain_id, metrics, lambda: switch.peers,
                      max_frame_bytes=config.p2p.max_frame_bytes)
     app.on_commit.append(sync.publish_status)
-    submitter = NodeSubmitter(mempool, lambda: app.state, lambda wire: switch.broadcast(MSG_TX, wire), metrics)
+    submitter = NodeSubmitter(mempool, lambda: app.state, lambda wire: switch.broadcast(MSG_TX, wire), metrics,
+                              tracing)
     holder.update(submitter=submitter, driver=driver, sync=sync)
     metrics.chain_height.set(state.height)
 
@@ -289,15 +293,19 @@ def run_node(home: Home) -> None:
     """`kabuto start`: run until SIGINT/SIGTERM; raises on a fatal error (after closing everything)."""
     position = ConsensusPosition()
     configure_logging(home.config.telemetry.log_format, home.config.telemetry.log_level, position)
-    store = open_store(home)
+    tracing = make_tracing(home.config.telemetry.tracing, home.config.node.moniker)
     try:
-        asyncio.run(_main(home, store, position))
+        store = open_store(home)
+        try:
+            asyncio.run(_main(home, store, position, tracing))
+        finally:
+            store.close()
     finally:
-        store.close()
+        tracing.shutdown()
 
 
-async def _main(home: Home, store: ChainStore, position: ConsensusPosition) -> None:
-    node = build_node(home, store, position)
+async def _main(home: Home, store: ChainStore, position: ConsensusPosition, tracing: Tracing) -> None:
+    node = build_node(home, store, position, tracing)
     try:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -317,3 +317,27 @@ def test_node_kills_during_commits_restart_to_the_same_chain(net4: Net) -> None:
 @pytest.mark.slow
 def test_node_many_kills_during_commits(net4: Net) -> None:
     run_kills_during_commits(net4, kills=25, seed=11)
+
+
+def test_node_console_tracing_spans_the_block_pipeline_and_a_transaction(tmp_path: Path) -> None:
+    net = Net(tmp_path / "net", 1)
+    try:
+        config = net.homes[0] / "config.toml"
+        config.write_text(config.read_text().replace('tracing = "none"', 'tracing = "console"'))
+        net.start(0)
+        net.wait_height(0, 1, timeout=30)
+        wire = sign_transaction(PrivateKey(os.urandom(32)), "kabuto-localnet", time.time_ns() // 1_000_000,
+                                [Faucet(USD, 10**9)])
+        asyncio.run(send_messages(net.p2p_port(0), [(MSG_TX, wire)]))
+        tx_hash = hashlib.sha256(wire).hexdigest()
+        assert wait_for(lambda: call_rpc(net.rpc_port(0), "tx", {"hash": tx_hash}) is not None, 15)
+        assert net.stop(0) == 0  # the provider flushes its batch on a clean stop
+        spans = [json.loads(line) for line in (net.homes[0] / "node.log").read_text().splitlines()
+                 if line.startswith("{") and '"trace_id"' in line]
+        names = {span["name"] for span in spans}
+        assert {"propose", "prevote", "precommit", "apply", "commit", "tx"} <= names, names  # alone: no validate
+        tx_spans = [span for span in spans if span["name"] == "tx"]
+        assert tx_spans[0]["attributes"]["tx.hash"] == tx_hash
+        assert tx_spans[0]["attributes"]["outcome"] == "committed"
+    finally:
+        net.kill_all()
