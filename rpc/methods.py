@@ -28,6 +28,7 @@ Pages (`fills`, `trades`) list the newest first, at most `limit` (1..1000, defau
 `before` for the next page. Both read the blocks kept (the view's window).
 """
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -51,7 +52,7 @@ __all__ = [
     "HEIGHT_NOT_AVAILABLE", "TX_NOT_FOUND", "ORDER_NOT_FOUND", "MAX_BOOK_DEPTH", "DEFAULT_BOOK_DEPTH",
     "NOT_AVAILABLE", "DEFAULT_PAGE", "MAX_PAGE", "make_router", "format_block", "format_block_diff",
     "format_trade", "format_fill", "format_balances", "format_genesis", "format_event", "format_receipt",
-    "format_order",
+    "format_order", "compute_tx_path",
 ]
 
 HEIGHT_NOT_AVAILABLE = -32001
@@ -189,6 +190,23 @@ def format_receipt(index: int, receipt: Receipt) -> dict[str, Any]:
 def _proof_json(proof: Proof) -> list[Any]:
     entries, siblings = proof.to_wire()
     return [[[k.hex(), d.hex()] for k, d in entries], [[h.hex() for h in group] for group in siblings]]
+
+
+def compute_tx_path(tx_hashes: list[bytes], index: int) -> list[tuple[str, bytes]]:
+    """The inclusion path of transaction `index` in the tree of `stf.block.compute_txs_root`, bottom up: per
+    level that gives the node a sibling, ("left" or "right": where the sibling sits, its hash). A node without a
+    sibling (the last of an odd level) is carried up unchanged and adds nothing."""
+    level = [hashlib.sha256(b"\x00" + h).digest() for h in tx_hashes]
+    path = []
+    while len(level) > 1:
+        sibling = index ^ 1
+        if sibling < len(level):
+            path.append(("left" if sibling < index else "right", level[sibling]))
+        upper = [hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            upper.append(level[-1])
+        level, index = upper, index // 2
+    return path
 
 
 def format_block(block: Block, result: BlockResult) -> dict[str, Any]:
@@ -447,6 +465,11 @@ def make_router(view: ChainView) -> Router:
             "account": decoded.account.hex(), "signer": decoded.signer.hex(), "nonce": str(decoded.nonce),
             "tx": decoded.wire.hex(),
             "tx_result": format_receipt(location.index, result.receipts[location.index]),
+            "proof": {
+                "txs_root": blk.header.txs_root.hex(), "index": location.index, "total": len(blk.txs),
+                "path": [[side, sibling.hex()] for side, sibling in
+                         compute_tx_path([r.tx_hash for r in result.receipts], location.index)],
+            },
         }
 
     def genesis(ctx: CallContext) -> dict[str, Any]:

@@ -11,6 +11,7 @@ in `submit`/`submit_and_wait` raises `TxRejected` with the stable code. `get_acc
 with `stf/proof.py` before returning and raises `ProofError` when it does not verify.
 """
 
+import hashlib
 import itertools
 import json
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from rpc.client.wallet import SignedTx
 
 __all__ = [
     "RpcCallError", "TxRejected", "ProofError", "Status", "Order", "Balance", "ActionOutcome", "Committed",
-    "Fill", "TradeRecord", "AccountProof", "KabutoClient", "parse_account_proof",
+    "Fill", "TradeRecord", "AccountProof", "KabutoClient", "parse_account_proof", "compute_tx_root",
 ]
 
 
@@ -163,6 +164,16 @@ def parse_results(raw: dict[str, Any]) -> tuple[ActionOutcome, ...]:
     )
 
 
+def compute_tx_root(tx_hash: bytes, path: list[list[str]]) -> bytes:
+    """The transactions root that the `tx` method's `proof.path` leads to from `tx_hash` (docs/API.md `tx`)."""
+    node = hashlib.sha256(b"\x00" + tx_hash).digest()
+    for side, sibling_hex in path:
+        sibling = bytes.fromhex(sibling_hex)
+        pair = sibling + node if side == "left" else node + sibling
+        node = hashlib.sha256(b"\x01" + pair).digest()
+    return node
+
+
 def parse_account_proof(raw: dict[str, Any], trusted_root: bytes | None = None) -> AccountProof:
     """Check an `account_proof` result with stf/proof.py; `trusted_root` (e.g. a committed app hash) if known."""
     address, root = bytes.fromhex(raw["address"]), bytes.fromhex(raw["root"])
@@ -289,7 +300,13 @@ class KabutoClient:
         ]
 
     async def tx(self, tx_hash: bytes) -> dict[str, Any]:
-        return await self.call("tx", {"hash": tx_hash.hex()})
+        """The transaction with its receipt, its inclusion proof checked against its block's `txs_root`."""
+        raw = await self.call("tx", {"hash": tx_hash.hex()})
+        header = (await self.block(int(raw["height"])))["header"]
+        if raw["proof"]["txs_root"] != header["txs_root"] or \
+                compute_tx_root(tx_hash, raw["proof"]["path"]).hex() != header["txs_root"]:
+            raise ProofError(f"transaction {tx_hash.hex()} is not proven in block {raw['height']}")
+        return raw
 
     async def block(self, height: int | None = None) -> dict[str, Any]:
         return await self.call("block", {} if height is None else {"height": str(height)})

@@ -14,7 +14,7 @@ from rpc.client import (
     approve_agent, cancel, cancel_all, cancel_by_client_id, faucet, market_order, modify, oracle_price, place,
     revoke_agent, schedule_cancel, transfer, withdraw,
 )
-from rpc.client.client import parse_account_proof
+from rpc.client.client import compute_tx_root, parse_account_proof
 from rpc.server import SERVER
 from rpc.submit import COMMIT_TIMEOUT
 from rpc.subscriptions import CLOSE_GOING_AWAY
@@ -268,5 +268,28 @@ def test_reconnect_resubscribes_and_the_book_continues() -> None:
             assert blocks == ["1", "2"]  # the blocks subscription came back too
             answer = await stream.call("broadcast_tx_sync", {"tx": alice.sign(cancel_all()).wire.hex()})
             assert answer["code"] == "ok"  # submission over the same WebSocket
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 7, 8])
+def test_tx_inclusion_proof_leads_to_the_block_txs_root(count: int) -> None:
+    node = LiveNode(accounts=8)
+    traders = wallets(node, 8)
+
+    async def scenario() -> None:
+        async with serve(node), KabutoClient(node.url) as client:
+            signed = [w.sign(place(BTC_USD, True, 990_000 + i, 1)) for i, w in enumerate(traders[:count])]
+            node.block(*(s.wire for s in signed))
+            header = (await client.block(1))["header"]
+            for s in signed:
+                raw = await client.tx(s.hash)  # checks the proof against the block header
+                assert compute_tx_root(s.hash, raw["proof"]["path"]).hex() == header["txs_root"]
+                assert raw["proof"]["total"] == count
+            raw = await client.call("tx", {"hash": signed[0].hash.hex()})
+            if raw["proof"]["path"]:
+                side, sibling = raw["proof"]["path"][0]
+                bent = [[side, ("00" if sibling[:2] != "00" else "11") + sibling[2:]], *raw["proof"]["path"][1:]]
+                assert compute_tx_root(signed[0].hash, bent).hex() != header["txs_root"]
 
     run(scenario)
