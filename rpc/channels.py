@@ -22,8 +22,8 @@ REPLAY_WINDOW)` to `latest + 1` (nothing to replay); anything else is -32001 "he
 bounds in `data`. An `account` subscription with `from_height` gets no snapshot: the client is expected to hold
 the account as of block h - 1.
 
-An account is touched by an event that names it as `owner`, `taker`, `maker`, `sender`, `recipient`, `account`
-or `agent`. Its message lists those events in execution order and, when the block changed the account's state
+An account is touched by an event that names it as `owner`, `taker`, `maker`, `sender`, `recipient`, `account`,
+`agent`, `counterparty` or `approver`. Its message lists those events in execution order and, when the block changed the account's state
 entry, the balances and holds after the block (`account`: null when the entry did not change).
 """
 
@@ -50,7 +50,7 @@ __all__ = [
 
 BOOK, BLOCKS, BLOCK_DIFFS, TRADES, ACCOUNT = "book", "blocks", "block_diffs", "trades", "account"
 REPLAY_WINDOW = 256
-ADDRESS_FIELDS = ("owner", "taker", "maker", "sender", "recipient", "account", "agent")
+ADDRESS_FIELDS = ("owner", "taker", "maker", "sender", "recipient", "account", "agent", "counterparty", "approver")
 
 _MARKET = Param("market", UInt(65535))
 _FROM_HEIGHT = Param("from_height", UInt(), required=False)

@@ -30,6 +30,7 @@ Pages (`fills`, `trades`) list the newest first, at most `limit` (1..1000, defau
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import fields, is_dataclass
 from typing import Any
 
 from stf.block import Block, BlockResult
@@ -52,7 +53,7 @@ __all__ = [
     "HEIGHT_NOT_AVAILABLE", "TX_NOT_FOUND", "ORDER_NOT_FOUND", "MAX_BOOK_DEPTH", "DEFAULT_BOOK_DEPTH",
     "NOT_AVAILABLE", "DEFAULT_PAGE", "MAX_PAGE", "make_router", "format_block", "format_block_diff",
     "format_trade", "format_fill", "format_balances", "format_genesis", "format_event", "format_receipt",
-    "format_order", "compute_tx_path",
+    "format_order", "compute_tx_path", "format_params", "get_event_name",
 ]
 
 HEIGHT_NOT_AVAILABLE = -32001
@@ -65,11 +66,18 @@ MAX_BOOK_DEPTH = 500
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
-EVENT_NAMES = {
-    1: "OrderAccepted", 2: "Trade", 3: "OrderDone", 4: "OrderModified", 5: "Transfer", 6: "Withdrawal",
-    7: "Faucet", 8: "Agent", 9: "Schedule",
-}
-_SMALL_EVENT_FIELDS = frozenset({"market", "asset", "reason", "time_in_force"})
+_SMALL_EVENT_FIELDS = frozenset({"market", "asset", "reason", "time_in_force", "stage", "status", "code", "leverage"})
+# Small integers in the genesis document and market parameters; every other integer is a decimal string.
+_SMALL_PARAM_FIELDS = frozenset({
+    "market_id", "asset_id", "base_asset", "quote_asset", "collateral_asset", "decimals", "nonce_set_size",
+    "max_open_orders_per_account", "max_agents_per_account", "threshold", "default_leverage",
+})
+
+
+def get_event_name(event: Any) -> str:
+    """The event's type name in the API: its class name without an "Event" suffix (TransferEvent: Transfer)."""
+    name = type(event).__name__
+    return name[:-len("Event")] if name.endswith("Event") else name
 _ENTRY_KINDS = {b"a": "account", b"g": "global", b"m": "market", b"n": "nonces", b"o": "order", b"s": "asset"}
 
 UNITS = {
@@ -167,7 +175,7 @@ def _value_json(name: str, value: Any) -> Any:
 
 
 def format_event(event: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"kind": event.KIND, "type": EVENT_NAMES[event.KIND]}
+    out: dict[str, Any] = {"kind": event.KIND, "type": get_event_name(event)}
     out.update((name, _value_json(name, value)) for name, value in zip(event._fields, event))
     if isinstance(event, OrderDone):
         out["reason_name"] = DONE_REASON_NAMES[event.reason]
@@ -274,26 +282,30 @@ def format_balances(state: State, account: Account | None) -> list[dict[str, Any
     return balances
 
 
+def format_params(value: Any, name: str = "") -> Any:
+    """Chain or market parameters in API encoding: dataclasses as objects (`market_id` as `id`), bytes as hex,
+    integers as decimal strings except small ones (ids, decimals, bps, leverage, counts), tuples as arrays."""
+    if is_dataclass(value):
+        return {("id" if f.name == "market_id" else f.name): format_params(getattr(value, f.name), f.name)
+                for f in fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [format_params(item, name) for item in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, bool) or not isinstance(value, int):
+        return value
+    return value if name in _SMALL_PARAM_FIELDS or name.endswith("_bps") else str(value)
+
+
 def format_genesis(genesis: GenesisConfig) -> dict[str, Any]:
-    """The genesis document in API encoding (field names of docs/PROTOCOL.md §8, large numbers as strings)."""
-    p = genesis.params
+    """The genesis configuration in API encoding (names of docs/PROTOCOL.md §8; see `format_params`)."""
+    params = format_params(genesis.params)
+    del params["chain_id"]
     return {
-        "chain_id": p.chain_id, "genesis_time_ms": str(genesis.genesis_time_ms),
-        "params": {
-            "nonce_set_size": p.nonce_set_size, "nonce_window_past_ms": str(p.nonce_window_past_ms),
-            "nonce_window_future_ms": str(p.nonce_window_future_ms),
-            "max_open_orders_per_account": p.max_open_orders_per_account,
-            "max_agents_per_account": p.max_agents_per_account, "faucet_enabled": p.faucet_enabled,
-            "faucet_max_atoms": str(p.faucet_max_atoms),
-        },
+        "chain_id": genesis.params.chain_id, "genesis_time_ms": str(genesis.genesis_time_ms), "params": params,
         "assets": [{"id": a.asset_id, "symbol": a.symbol, "decimals": a.decimals} for a in genesis.assets],
-        "spot_markets": [
-            {"id": m.market_id, "symbol": m.symbol, "base_asset": m.base_asset, "quote_asset": m.quote_asset,
-             "tick_size": str(m.tick_size), "lot_size": str(m.lot_size), "min_size_lots": str(m.min_size_lots),
-             "maker_fee_bps": m.maker_fee_bps, "taker_fee_bps": m.taker_fee_bps, "fee_account": m.fee_account.hex(),
-             "price_band_bps": m.price_band_bps, "oracle_max_age_ms": str(m.oracle_max_age_ms)}
-            for m in genesis.spot_markets
-        ],
+        "spot_markets": format_params(genesis.spot_markets),
+        "perp_markets": format_params(getattr(genesis, "perp_markets", ())),
         "balances": [{"address": a.hex(), "asset": asset, "amount": str(n)} for a, asset, n in genesis.balances],
         "validators": [{"address": a.hex(), "power": str(power)} for a, power in genesis.validators],
     }
@@ -352,8 +364,10 @@ def make_router(view: ChainView) -> Router:
         for market_id in sorted(state.markets):
             market = state.markets[market_id]
             p = market.params
+            base = getattr(p, "base_asset", None)  # a perpetual market moves no base asset
             result.append({
-                "market": p.market_id, "symbol": p.symbol, "base_asset": asset(p.base_asset),
+                "market": p.market_id, "kind": "perp" if getattr(market, "is_perp", False) else "spot",
+                "symbol": p.symbol, "base_asset": None if base is None else asset(base),
                 "quote_asset": asset(p.quote_asset), "tick_size": str(p.tick_size), "lot_size": str(p.lot_size),
                 "min_size_lots": str(p.min_size_lots), "maker_fee_bps": p.maker_fee_bps,
                 "taker_fee_bps": p.taker_fee_bps, "fee_account": p.fee_account.hex(),

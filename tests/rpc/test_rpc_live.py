@@ -19,10 +19,11 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from genesis import minimal_genesis, validate_genesis
+from genesis.presets import perp_genesis
 from rpc.channels import REPLAY_WINDOW, make_channels, publish_block, publish_block_messages
 from rpc.config import RpcConfig
-from rpc.jsonrpc import INVALID_PARAMS, LIMIT_EXCEEDED
-from rpc.methods import HEIGHT_NOT_AVAILABLE, NOT_AVAILABLE, make_router
+from rpc.jsonrpc import INVALID_PARAMS, LIMIT_EXCEEDED, encode_json
+from rpc.methods import HEIGHT_NOT_AVAILABLE, NOT_AVAILABLE, format_event, make_router
 from rpc.server import HUB, SERVER, make_app
 from rpc.submit import COMMIT_TIMEOUT, SubmitResult
 from rpc.subscriptions import CLOSE_SLOW_CONSUMER, Hub
@@ -30,6 +31,7 @@ from rpc.views import InMemoryChainView
 from stf.block import apply_block, make_block
 from stf.crypto import PrivateKey
 from stf.errors import KabutoError
+from stf.events import EVENT_TYPES
 from stf.state import initialize_state
 from stf.tx import TIF_GTC, TIF_IOC, PlaceOrder, Transfer, decode_transaction, sign_transaction, validate_signature
 
@@ -466,3 +468,35 @@ def test_api_doc_covers_every_method_and_channel() -> None:
         assert f"`{channel}`" in doc, channel
     for code in ("-32001", "-32002", "-32003", "-32004", "-32005", "-32010", "4008"):
         assert code in doc, code
+
+
+def test_every_event_kind_formats_without_floats() -> None:
+    samples = {int: 1, bytes: b"\x01" * 20, bool: True}  # 1 is a valid reason and time in force
+    for kind, cls in sorted(EVENT_TYPES.items()):
+        event = cls(*(samples.get(cls.__annotations__[name], 2) for name in cls._fields))
+        formatted = format_event(event)
+        assert formatted["kind"] == kind and formatted["type"] and not formatted["type"].endswith("Event")
+        encode_json(formatted)  # raises on a float or an unencodable value
+
+
+def test_perp_markets_are_listed_and_served_without_their_positions() -> None:
+    keys = [PrivateKey(bytes([9]) * 32)]
+    doc = perp_genesis(balances=[(keys[0].address.hex(), USD, 10**12)], validators=[(keys[0].address.hex(), 10)])
+    genesis = validate_genesis(doc)
+    state = initialize_state(genesis)
+    node = LiveNode(accounts=1)
+    node.state, node.view = state, InMemoryChainView(state, genesis=genesis)
+    node.hub = Hub(make_channels())
+
+    async def scenario() -> None:
+        async with serve(node), aiohttp.ClientSession() as http:
+            markets = (await post(http, node, "markets"))["result"]["markets"]
+            kinds = {m["symbol"]: (m["kind"], m["base_asset"]) for m in markets}
+            assert kinds["BTC-PERP"] == ("perp", None) and kinds["BTC-USD"][0] == "spot"
+            served = (await post(http, node, "genesis"))["result"]
+            perp = served["perp_markets"][0]
+            assert perp["id"] == 10 and perp["symbol"] == "BTC-PERP" and perp["tick_size"] == "100"
+            assert perp["margin_tiers"][1] == [str(500_000 * 10**6), "20"]
+            assert (await post(http, node, "book", {"market": "BTC-PERP"}))["result"]["bids"] == []
+
+    run(scenario)
