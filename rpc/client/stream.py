@@ -22,7 +22,8 @@ Contract:
   fresh snapshot and the book continues from there. `gaps`, `mismatches` and `resyncs` count what happened.
 - `AccountStream` starts from the account snapshot and applies each block message: the balances when the
   account entry changed, and the order events (accepted, traded, modified, done) to the open orders.
-- Leaving the `async with` cancels the tasks and closes the socket. Callbacks must not block.
+- Entering the `async with` waits for the first connection (`ConnectionError` after `connect_timeout`);
+  leaving it cancels the tasks and closes the socket. Callbacks must not block.
 """
 
 import asyncio
@@ -69,8 +70,10 @@ class StreamClient:
     """A JSON-RPC WebSocket client with subscriptions, reconnecting by itself."""
 
     def __init__(self, url: str, *, session: aiohttp.ClientSession | None = None, reconnect_delay: float = 0.05,
-                 max_reconnect_delay: float = 5.0, heartbeat: float | None = 10.0) -> None:
+                 max_reconnect_delay: float = 5.0, heartbeat: float | None = 10.0,
+                 connect_timeout: float = 10.0) -> None:
         self.url = url
+        self.connect_timeout = connect_timeout
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
         self.heartbeat = heartbeat
@@ -91,7 +94,12 @@ class StreamClient:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         self._runner = asyncio.get_running_loop().create_task(self._run())
-        await self.wait_connected()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await self.wait_connected()
+        except TimeoutError:
+            await self.__aexit__(None, None, None)
+            raise ConnectionError(f"could not connect to {self.url} within {self.connect_timeout} s") from None
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -293,3 +293,12 @@ def test_tx_inclusion_proof_leads_to_the_block_txs_root(count: int) -> None:
                 assert compute_tx_root(signed[0].hash, bent).hex() != header["txs_root"]
 
     run(scenario)
+
+
+def test_stream_client_gives_up_connecting_after_its_timeout() -> None:
+    async def scenario() -> None:
+        with pytest.raises(ConnectionError):
+            async with StreamClient("ws://127.0.0.1:9/websocket", connect_timeout=0.2, reconnect_delay=0.01):
+                pass
+
+    run(scenario)
