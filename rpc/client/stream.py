@@ -115,9 +115,11 @@ class StreamClient:
             if self._runner is not None and self._runner.done():
                 self._runner.result()  # re-raise what ended it
             waiter = asyncio.ensure_future(self._connected.wait())
-            await asyncio.wait({waiter, *(t for t in (self._runner,) if t is not None)},
-                               return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
+            try:
+                await asyncio.wait({waiter, *(t for t in (self._runner,) if t is not None)},
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
 
     @property
     def is_connected(self) -> bool:
@@ -132,11 +134,20 @@ class StreamClient:
 
     async def subscribe(self, channel: str, on_message: OnMessage, on_reset: OnReset | None = None,
                         **params: Any) -> Subscription:
-        """Subscribe and keep the subscription across reconnects; RpcCallError if the server refuses it."""
+        """Subscribe and keep the subscription across reconnects; RpcCallError if the server refuses it.
+
+        If the connection drops before the server answers, the subscription is kept and made by the reconnect.
+        """
         subscription = Subscription(channel, params, on_message, on_reset)
         await self.wait_connected()
-        await self._subscribe(subscription)
-        self._subscriptions.append(subscription)
+        self._subscriptions.append(subscription)  # first: a reconnect from now on resubscribes it
+        try:
+            await self._subscribe(subscription)
+        except RpcCallError:
+            self._subscriptions.remove(subscription)
+            raise
+        except ConnectionError:
+            pass
         return subscription
 
     async def unsubscribe(self, subscription: Subscription) -> None:

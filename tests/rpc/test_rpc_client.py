@@ -302,3 +302,19 @@ def test_stream_client_gives_up_connecting_after_its_timeout() -> None:
                 pass
 
     run(scenario)
+
+
+def test_a_refused_subscription_raises_and_is_not_kept() -> None:
+    node = LiveNode(accounts=1)
+
+    async def scenario() -> None:
+        async with serve(node), StreamClient(node.ws_url) as stream:
+            with pytest.raises(RpcCallError) as refused:
+                await stream.subscribe("trades", lambda message: None, market=99)
+            assert refused.value.data == {"param": "market"}
+            with pytest.raises(RpcCallError):
+                await stream.subscribe("blocks", lambda message: None, from_height=5)
+            kept = await stream.subscribe("blocks", lambda message: None)
+            assert kept.id is not None and [s.channel for s in stream._subscriptions] == ["blocks"]
+
+    run(scenario)
