@@ -125,6 +125,11 @@ class StreamClient:
     def is_connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """The live subscriptions, kept across reconnects."""
+        return tuple(self._subscriptions)
+
     # -- calls and subscriptions ---------------------------------------------------------------------------
 
     async def call(self, method: str, params: Any = None) -> Any:

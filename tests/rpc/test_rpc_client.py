@@ -315,6 +315,6 @@ def test_a_refused_subscription_raises_and_is_not_kept() -> None:
             with pytest.raises(RpcCallError):
                 await stream.subscribe("blocks", lambda message: None, from_height=5)
             kept = await stream.subscribe("blocks", lambda message: None)
-            assert kept.id is not None and [s.channel for s in stream._subscriptions] == ["blocks"]
+            assert kept.id is not None and [s.channel for s in stream.subscriptions] == ["blocks"]
 
     run(scenario)
