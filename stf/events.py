@@ -119,12 +119,13 @@ class ScheduleEvent(NamedTuple):
 
 
 class FundingEvent(NamedTuple):
-    """A market's hourly funding: the rate (RATE_SCALE, positive: longs pay), the new cumulative index, the
-    oracle price it was applied at and the interval's average premium."""
+    """A market's funding payment: the rate for the whole interval (the hourly rate times the interval's hours,
+    RATE_SCALE, positive: longs pay), the new cumulative index, the oracle price it was applied at and the
+    interval's average premium."""
 
     KIND = 10
     market: int
-    hourly_rate: int
+    rate: int
     funding_index: int
     oracle_price: int
     average_premium: int

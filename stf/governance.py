@@ -52,6 +52,8 @@ SETTABLE_PERP = SETTABLE_COMMON + (
     "mark_ema_ms", "max_open_interest_lots",
 )
 HOUR_MS = 3_600_000
+RATE_LIMIT = 10**9  # 100 % in billionths, the bound genesis enforces too
+SPOT_MARKET_FIELD_COUNT = 12
 
 
 class ProposalError(ValueError):
@@ -96,9 +98,10 @@ def validate_market_params(params: SpotMarketParams | PerpMarketParams) -> None:
         validate_tiers(params.margin_tiers)
         if not _is_u64(params.default_leverage, 1, params.margin_tiers[0][1]):
             raise ProposalError("default_leverage must be 1..the first tier's max leverage")
-        if type(params.funding_interest_rate) is not int or not _is_u64(params.funding_clamp_rate) \
-                or not _is_u64(params.funding_cap_hourly):
-            raise ProposalError("funding rates: integer interest, non-negative clamp and cap")
+        if type(params.funding_interest_rate) is not int or not -RATE_LIMIT <= params.funding_interest_rate <= RATE_LIMIT \
+                or not _is_u64(params.funding_clamp_rate, 0, RATE_LIMIT) \
+                or not _is_u64(params.funding_cap_hourly, 0, RATE_LIMIT):
+            raise ProposalError("funding rates: interest within +-10^9, clamp and cap within 0..10^9 (billionths)")
         if not _is_u64(params.funding_interval_ms, HOUR_MS) or params.funding_interval_ms % HOUR_MS:
             raise ProposalError("funding_interval_ms must be a whole number of hours")
         if not (_is_u64(params.impact_notional, 1) and _is_u64(params.mark_ema_ms, 1)
@@ -122,6 +125,8 @@ def _new_market_params(state: State, op: int, fields: tuple) -> SpotMarketParams
             if params.quote_asset != state.params.collateral_asset:
                 raise ProposalError("a perp market settles in the collateral asset")
         else:
+            if len(fields) != SPOT_MARKET_FIELD_COUNT:
+                raise ProposalError(f"a spot market has {SPOT_MARKET_FIELD_COUNT} fields")
             params = SpotMarketParams(fields[0], fields[1].decode(), *fields[2:])
             if params.base_asset not in state.assets or params.quote_asset not in state.assets \
                     or params.base_asset == params.quote_asset:
@@ -131,12 +136,17 @@ def _new_market_params(state: State, op: int, fields: tuple) -> SpotMarketParams
     if params.market_id in state.markets:
         raise ProposalError(f"market {params.market_id} exists already")
     validate_market_params(params)
-    if params.price_band_bps and not state.validators:
-        raise ProposalError("a price band needs validators to feed the oracle")
+    validate_oracle_needs(state, params)
     return params
 
 
-def _changed_params(market: Market, changes) -> SpotMarketParams | PerpMarketParams:
+def validate_oracle_needs(state: State, params: SpotMarketParams | PerpMarketParams) -> None:
+    """As at genesis: a perp market, or any market with a price band, needs validators to feed its oracle."""
+    if (isinstance(params, PerpMarketParams) or params.price_band_bps) and not state.validators:
+        raise ProposalError("perp markets and price bands need validators to feed the oracle; there are none")
+
+
+def _changed_params(state: State, market: Market, changes) -> SpotMarketParams | PerpMarketParams:
     allowed = SETTABLE_PERP if market.is_perp else SETTABLE_COMMON
     if type(changes) is not tuple or not changes:
         raise ProposalError("changes must be a non-empty list of [name, value]")
@@ -154,6 +164,7 @@ def _changed_params(market: Market, changes) -> SpotMarketParams | PerpMarketPar
         raise ProposalError("change names must be strictly sorted")
     params = replace(market.params, **values)
     validate_market_params(params)
+    validate_oracle_needs(state, params)
     return params
 
 
@@ -170,7 +181,7 @@ def validate_operation(state: State, operation: tuple) -> None:
     elif op == OP_SET_PARAMS:
         if len(args) != 2:
             raise ProposalError("set-params takes a market and its changes")
-        _changed_params(_market(state, args[0]), args[1])
+        _changed_params(state, _market(state, args[0]), args[1])
     elif op in (OP_ADD_SPOT_MARKET, OP_ADD_PERP_MARKET):
         if len(args) != 1 or type(args[0]) is not tuple:
             raise ProposalError("add-market takes the market's parameter fields")
@@ -210,11 +221,11 @@ def execute_operation(state: State, events: list, operation: tuple) -> None:
         resting = sorted((order for side in (market.book.bids, market.book.asks)
                           for _, level in side.iter_levels() for order in level), key=lambda o: o.order_id)
         if market.is_perp:  # fees enter what resting orders reserve: recompute their owners' order margin
-            market.set_params(_changed_params(market, args[1]))
+            market.set_params(_changed_params(state, market, args[1]))
             for owner in sorted({order.owner: None for order in resting}):
                 recompute_order_margin(state, state.accounts[owner])
         else:
-            rehold_spot_orders(state, events, market, resting, _changed_params(market, args[1]))
+            rehold_spot_orders(state, events, market, resting, _changed_params(state, market, args[1]))
     else:
         params = _new_market_params(state, op, args[0])
         market = state.markets[params.market_id] = Market(params)

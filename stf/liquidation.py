@@ -11,12 +11,14 @@ trade are touched: not halted, with a fresh oracle and a mark.
   at the mark, at least one lot) with a reduce-only IOC limited to `liquidation_slippage_bps` from the mark,
   paying `liquidation_fee_bps` of the closed lots at the mark to the insurance fund (never more than the
   equity left). The account is re-checked after each chunk and left alone once back above maintenance; a chunk
-  the book cannot fill completely sends the rest of that position to the backstop. Larger positions take more
-  blocks, one chunk a block.
+  the book cannot fill completely sends every remaining cross position of the account (in markets that can
+  trade) to the backstop. Larger positions take more blocks, one chunk a block.
 - **Isolated**: the same for one position, with its own equity (margin + unrealized PnL) and maintenance, after
   cancelling the account's orders in that market.
 - **Backstop**: the insurance fund takes the position at the mark, and pays the account's loss beyond its
-  equity (the shortfall) so that no balance is left negative. If the fund's collateral cannot pay the shortfall,
+  equity (the shortfall) so that no balance is left negative. For a cross account the cover is paid once no
+  cross position is left, as its own event (stage backstop, size 0, price 0, `amount` the cover); an account
+  that still holds a cross position in a market that cannot trade keeps its negative collateral until then. If the fund's collateral cannot pay the shortfall,
   the position is instead **auto-deleveraged**: closed at its bankruptcy price against the opposite positions in
   ADL order (most profitable and most leveraged first, ties by address; `stf.perp_math.compute_adl_rank_key`).
 Every step is an event (`LiquidationEvent`, `AdlEvent`, and the orders and trades of the book stage).
@@ -24,7 +26,7 @@ Every step is an event (`LiquidationEvent`, `AdlEvent`, and the orders and trade
 
 from stf.events import (
     LIQUIDATION_ADL, LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK, REASON_FILLED, REASON_LIQUIDATION,
-    REASON_UNFILLED_IOC, AdlEvent, LiquidationEvent, OrderAccepted, OrderDone,
+    REASON_UNFILLED_IOC, AdlEvent, LiquidationEvent, OrderAccepted, OrderDone, Trade,
 )
 from stf.margin import compute_initial
 from stf.oracle import is_oracle_fresh
@@ -44,27 +46,51 @@ def is_liquidatable_market(state: State, market: Market) -> bool:
 
 
 def process_liquidations(state: State, events: list) -> None:
+    """Check every position holder in address order; then, because liquidating one account fills other
+    accounts' resting orders and deleverages their positions, check again the accounts those steps touched,
+    until a pass touches no account that was not liquidated yet (each pass liquidates at least one new account
+    or ends, so this terminates)."""
     holders: dict[bytes, None] = {}
     for market_id in sorted(state.markets):
         market = state.markets[market_id]
         if market.is_perp and is_liquidatable_market(state, market):
             holders.update(dict.fromkeys(market.positions))
-    holders.pop(state.params.insurance_account, None)
-    for address in sorted(holders):
-        account = state.accounts[address]
-        if any(position.is_cross for position in account.positions.values()):
-            equity, _, maintenance, _ = compute_cross_summary(state, account)
-            if equity < maintenance:
-                liquidate_cross(state, events, account, equity, maintenance)
-        for market_id in sorted(account.positions):
-            position = account.positions.get(market_id)
-            market = state.markets[market_id]
-            if position is None or position.is_cross or not is_liquidatable_market(state, market):
-                continue
-            equity = compute_isolated_equity(market, position)
-            maintenance = compute_position_maintenance(market, position)
-            if equity < maintenance:
-                liquidate_isolated(state, events, account, market, position, equity, maintenance)
+    fund = state.params.insurance_account
+    liquidated: dict[bytes, None] = {}
+    while holders:
+        holders.pop(fund, None)
+        start = len(events)
+        for address in sorted(holders):
+            if liquidate_account(state, events, state.accounts[address]):
+                liquidated[address] = None
+        holders = {}
+        for event in events[start:]:
+            kind = type(event)
+            touched = event.maker if kind is Trade else event.counterparty if kind is AdlEvent else None
+            if touched is not None and touched not in liquidated and touched in state.accounts \
+                    and state.accounts[touched].positions:
+                holders[touched] = None
+
+
+def liquidate_account(state: State, events: list, account: Account) -> bool:
+    """Liquidate what of the account is below maintenance; True if anything was."""
+    found = False
+    if any(position.is_cross for position in account.positions.values()):
+        equity, _, maintenance, _ = compute_cross_summary(state, account)
+        if equity < maintenance:
+            found = True
+            liquidate_cross(state, events, account, equity, maintenance)
+    for market_id in sorted(account.positions):
+        position = account.positions.get(market_id)
+        market = state.markets[market_id]
+        if position is None or position.is_cross or not is_liquidatable_market(state, market):
+            continue
+        equity = compute_isolated_equity(market, position)
+        maintenance = compute_position_maintenance(market, position)
+        if equity < maintenance:
+            found = True
+            liquidate_isolated(state, events, account, market, position, equity, maintenance)
+    return found
 
 
 def cancel_perp_orders(state: State, events: list, account: Account, market_id: int | None) -> None:
@@ -167,17 +193,25 @@ def backstop_cross(state: State, events: list, account: Account, markets: list[M
                 unrealized = position.size_lots * market.mark_price - position.cost
                 auto_deleverage(state, events, account, market, position, equity_now - unrealized, equity,
                                 maintenance)
-        cover_shortfall(state, account, fund)
+        report_cover(state, events, account, fund, markets[0], equity, maintenance)
         return
     for market in markets:
         position = account.positions.get(market.params.market_id)
         if position is not None:
             transfer_to_fund(state, events, account, fund, market, position, 0, equity, maintenance)
-    if not any(p.is_cross for p in account.positions.values()):
-        covered = cover_shortfall(state, account, fund)
-        if covered:
-            events.append(LiquidationEvent(account.address, markets[0].params.market_id, LIQUIDATION_BACKSTOP, 0,
-                                           0, covered, equity, maintenance))
+    report_cover(state, events, account, fund, markets[0], equity, maintenance)
+
+
+def report_cover(state: State, events: list, account: Account, fund: Account, market: Market, equity: int,
+                 maintenance: int) -> None:
+    """Once a liquidated cross account holds no cross position, the fund pays back its negative collateral (as
+    far as the fund's collateral goes), announced as a backstop event of size 0."""
+    if any(p.is_cross for p in account.positions.values()):
+        return
+    covered = cover_shortfall(state, account, fund)
+    if covered:
+        events.append(LiquidationEvent(account.address, market.params.market_id, LIQUIDATION_BACKSTOP, 0, 0,
+                                       covered, equity, maintenance))
 
 
 def cover_shortfall(state: State, account: Account, fund: Account) -> int:

@@ -10,8 +10,8 @@ funding and triggers (docs/PROTOCOL.md §Perpetuals, docs/RISK.md).
    interval's average premium, times the number of hours in the interval, added to the cumulative index at
    the oracle price; then every position settles (in address order) against the insurance fund, which keeps
    the rounding dust. No payment is made while the oracle is stale; the interval restarts either way.
-Then `process_triggers` fires, market by market and in trigger-id order, every trigger the new mark has crossed,
-and `stf.liquidation.process_liquidations` liquidates the accounts below maintenance.
+Then `process_triggers` fires, market by market and in trigger-id order, every trigger the new mark has crossed.
+(`stf.block.apply_block` then runs `stf.liquidation.process_liquidations` as its own step.)
 """
 
 from stf.errors import ResultCode

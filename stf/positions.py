@@ -4,7 +4,8 @@ Accounting (docs/RISK.md §7). A position keeps its signed size and its signed `
 open lots), so its unrealized PnL at mark m is exactly `size * m - cost`. A fill of `delta` lots (signed, buy
 positive) at price p:
 - opening (no position, or the same direction): size += delta, cost += delta * p; an isolated position also
-  moves the fill's initial margin, ceil(|delta| * p / leverage), from the cross collateral into its margin;
+  moves the fill's initial margin, ceil(|delta| * p / leverage), plus |delta| times how much worse than the mark
+  p is (`compute_adverse`), from the cross collateral into its margin;
 - reducing (the opposite direction): k = min(|delta|, |size|) lots close; the cost they carry is
   removed = ceil(cost * k / |size|) (the ceiling of a signed fraction) and the realized PnL is
   sign(size) * k * p - removed, rounded down as a result; closing the whole position removes the whole cost, so
@@ -22,7 +23,7 @@ market); maintenance = sum of the tiered maintenance of cross positions. An isol
 equity (margin + unrealized PnL) against its own maintenance.
 """
 
-from stf.events import REASON_MARGIN, REASON_REDUCE_ONLY
+from stf.events import REASON_MARGIN, REASON_REDUCE_ONLY, OrderModified
 from stf.errors import ResultCode
 from stf.margin import TRANSFER_MARGIN_BPS, compute_initial, compute_maintenance, compute_max_leverage, compute_order_margin
 from stf.oracle import is_oracle_fresh, validate_price_band
@@ -135,9 +136,22 @@ def _open(market: Market, account: Account, position: Position, delta: int, pric
     position.size_lots += delta
     position.cost += delta * price
     if not position.is_cross:
-        margin = compute_initial((delta if delta > 0 else -delta) * price, get_leverage(market, account)[0])
+        lots = delta if delta > 0 else -delta
+        margin = compute_initial(lots * price, get_leverage(market, account)[0])
+        margin += lots * compute_adverse(market, delta > 0, price)
         account.collateral -= margin
         position.margin += margin
+
+
+def compute_adverse(market: Market, is_buy: bool, price: int) -> int:
+    """How much worse than the mark a buy (above it) or a sell (below it) at `price` is, per lot; 0 if better.
+    Lots opened that much worse start with that loss: an isolated position is funded with it on top of its
+    initial margin, and a resting order's fill must be covered by its owner's free margin."""
+    mark = market.mark_price
+    if not mark:
+        return 0
+    adverse = price - mark if is_buy else mark - price
+    return adverse if adverse > 0 else 0
 
 
 def settle_perp_fill(state: State, market: Market, taker: Account, maker_order, is_buy: bool,
@@ -160,12 +174,14 @@ def settle_perp_fill(state: State, market: Market, taker: Account, maker_order, 
     return taker_fee, maker_fee
 
 
-def check_perp_maker(state: State, market: Market, maker_order, remaining: int) -> int:
+def check_perp_maker(state: State, events: list, market: Market, maker_order, remaining: int) -> int:
     """Before a resting perp order fills: 0 to go ahead, or the reason to take it off the book instead.
 
-    A reduce-only order is shrunk to what it can still close (and dropped when that is nothing). An order whose
-    fill would grow its owner's exposure is checked again for initial margin (with its own reservation counted);
-    if the account no longer has it, the order is dropped (REASON_MARGIN) and matching goes on behind it."""
+    A reduce-only order is shrunk to what it can still close, keeping its priority (an `OrderModified` event),
+    and dropped when that is nothing. An order whose
+    fill would grow its owner's exposure is checked again for initial margin (with its own reservation counted),
+    less the loss the opening lots start with when the order's price is worse than the mark; if the account no
+    longer has it, the order is dropped (REASON_MARGIN) and matching goes on behind it."""
     account = state.accounts[maker_order.owner]
     reducible = compute_reducible(account, maker_order.market_id, maker_order.is_buy)
     if maker_order.reduce_only:
@@ -173,11 +189,14 @@ def check_perp_maker(state: State, market: Market, maker_order, remaining: int) 
             return REASON_REDUCE_ONLY
         if maker_order.size_lots > reducible:
             resize_order(state, maker_order, reducible)
+            events.append(OrderModified(maker_order.order_id, maker_order.market_id, maker_order.owner,
+                                        maker_order.price, reducible, True))
         return 0
     qty = remaining if remaining < maker_order.size_lots else maker_order.size_lots
     if qty > reducible:
         equity, initial, _, _ = compute_cross_summary(state, account)
-        if equity < initial:
+        loss = (qty - reducible) * compute_adverse(market, maker_order.is_buy, maker_order.price)
+        if equity - loss < initial:
             return REASON_MARGIN
     return 0
 

@@ -162,7 +162,7 @@ def match(
                 events.append(OrderDone(maker.order_id, market_id, owner, REASON_SELF_TRADE, maker.size_lots))
                 continue
             if is_perp:
-                reason = check_perp_maker(state, market, maker, remaining)
+                reason = check_perp_maker(state, events, market, maker, remaining)
                 if reason:
                     side.pop_best_front(level, price)
                     unindex_order(state, maker)

@@ -327,11 +327,20 @@ class Govern(NamedTuple):
         raw = f[0]
         if type(raw) is not list or len(raw) < 2 or type(raw[0]) is not int or type(raw[1]) is not int:
             raise MalformedAction("operation must be [op, proposal_id, ...arguments]")
-        return cls(_freeze(raw))
+        return cls(_freeze(raw, 0))
 
 
-def _freeze(value: Any) -> Any:
-    return tuple(_freeze(v) for v in value) if type(value) is list else value
+def _freeze(value: Any, depth: int) -> Any:
+    """Arrays become tuples; only integers, booleans, byte strings and nil may appear (no floats, maps or text),
+    at most 6 arrays deep (an operation holding margin tiers needs 5)."""
+    kind = type(value)
+    if kind is list:
+        if depth == 6:
+            raise MalformedAction("operation arrays nest at most 6 deep")
+        return tuple(_freeze(v, depth + 1) for v in value)
+    if kind is int or kind is bool or kind is bytes or value is None:
+        return value
+    raise MalformedAction(f"operation values are integers, booleans, byte strings or nil, not {kind.__name__}")
 
 
 Action = (

@@ -7,7 +7,7 @@ import pytest
 from stf.errors import ResultCode as R
 from stf.events import (
     LIQUIDATION_ADL, LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK, REASON_MARGIN, AdlEvent, FundingEvent, FundingPayment,
-    GovernanceEvent, LiquidationEvent, OrderDone, Trade, TriggerEvent,
+    GovernanceEvent, LiquidationEvent, OrderDone, OrderModified, Trade, TriggerEvent,
 )
 from stf.perp_math import compute_liquidation_price
 from stf.tx import (
@@ -79,7 +79,7 @@ def test_worked_example_funding_rates_and_payments_through_blocks(premium_bid, h
         funding.append(chain.block(advance_ms=600_000))
     second = [r for r in funding if events_of(r, FundingEvent)][-1]
     event, = [e for e in events_of(second, FundingEvent) if e.market == BTC_PERP]
-    assert (event.hourly_rate, event.oracle_price) == (hourly_rate, UNIT)
+    assert (event.rate, event.oracle_price) == (hourly_rate, UNIT)  # a one-hour interval
     payments = {p.account: p.amount for p in events_of(second, FundingPayment) if p.market == BTC_PERP}
     owed = UNIT * hourly_rate // 10**9   # size x oracle x rate: 118.75 USD at 0.0011875
     assert payments[chain.keys[1].address] == owed and payments[chain.keys[2].address] == -owed
@@ -133,10 +133,15 @@ def test_resting_reduce_only_order_shrinks_to_the_position_when_it_fills() -> No
     chain = PerpChain()
     chain.deposit(*chain.keys[1:])
     chain.open_position(chain.keys[1], chain.keys[2], 10, BTC_PRICE)
-    chain.run(chain.keys[1], PlaceOrder(BTC_PERP, False, BTC_PRICE + 100, 10, 0, None, 0, True))
-    chain.run(chain.keys[1], PlaceOrder(BTC_PERP, False, BTC_PRICE + 200, 10, 0, None, 0, True))
+    chain.run(chain.keys[1], PlaceOrder(BTC_PERP, False, BTC_PRICE + 100, 6, 0, None, 0, True))
+    chain.run(chain.keys[1], PlaceOrder(BTC_PERP, False, BTC_PRICE + 200, 6, 0, None, 0, True))
+    chain.run(chain.keys[1], PlaceOrder(BTC_PERP, False, BTC_PRICE + 300, 6, 0, None, 0, True))
     result = chain.run(chain.keys[3], MarketOrder(BTC_PERP, True, 20, BTC_PRICE + 1000, None, False))
-    assert [t.size_lots for t in events_of(result, Trade)] == [10]
+    assert [t.size_lots for t in events_of(result, Trade)] == [6, 4]
+    shrunk, = events_of(result, OrderModified)      # the second order: only 4 lots left to reduce
+    assert (shrunk.size_lots, shrunk.kept_priority) == (4, True)
+    dropped = [e for e in events_of(result, OrderDone) if e.owner == chain.keys[1].address and e.reason == 7]
+    assert len(dropped) == 1                         # the third: nothing left to reduce
     assert chain.size(chain.keys[1]) == 0 and chain.size(chain.keys[3]) == 10
 
 
@@ -441,6 +446,9 @@ def test_fee_change_keeps_holds_and_reserved_margin_exact(market, maker_fee) -> 
     ([34, BTC_PERP, 0], "trigger_id"),
     ([40, [1]], "operation"),                                    # no proposal id
     ([40, 3], "operation"),
+    ([40, [3, 1, 1.5]], "not float"),                            # floats never enter the state machine
+    ([40, [3, 1, {}]], "not dict"),
+    ([40, [3, 1, [[[[[[1]]]]]]]], "nest at most"),
 ])
 def test_invalid_perp_action_fields(raw, message) -> None:
     from stf.errors import MalformedAction
@@ -470,3 +478,24 @@ def test_invalid_agent_may_not_move_collateral_or_govern() -> None:
             chain.block(chain.tx(agent, action, account=chain.keys[1].address))
     result = chain.block(chain.tx(agent, SetLeverage(BTC_PERP, 5, True), account=chain.keys[1].address))
     assert chain.codes(result) == [R.OK]
+
+
+@pytest.mark.parametrize("collateral, fills", [(200 * USD1, False), (1_000 * USD1, True)])
+def test_resting_order_filled_worse_than_the_mark_needs_margin_for_the_loss(collateral, fills) -> None:
+    """An isolated short rests at 100,000; the mark rises 15 %. Filling it would start the position $150 under
+    water: the fill needs that much free margin on top (else the order is dropped), and the isolated position
+    is funded with it, so it starts at its initial margin at the mark, not below maintenance."""
+    chain = PerpChain()
+    chain.deposit(chain.keys[3])
+    chain.block(chain.tx(chain.keys[1], CollateralTransfer(collateral, True)),
+                chain.tx(chain.keys[1], SetLeverage(BTC_PERP, 10, False)))
+    chain.run(chain.keys[1], PlaceOrder(BTC_PERP, False, BTC_PRICE, 100, 0, None, 0, False))
+    chain.block(chain.oracle_tx(btc=BTC_PRICE * 115 // 100))
+    result = chain.run(chain.keys[3], MarketOrder(BTC_PERP, True, 100, BTC_PRICE * 12 // 10, None, False))
+    if not fills:
+        done, = [e for e in events_of(result, OrderDone) if e.owner == chain.keys[1].address]
+        assert done.reason == REASON_MARGIN and chain.size(chain.keys[1]) == 0
+        return
+    position = chain.position(chain.keys[1])
+    assert position.size_lots == -100 and position.margin == 100 * USD1 + 150 * USD1
+    assert events_of(result, LiquidationEvent) == []
