@@ -23,8 +23,9 @@ bounds in `data`. An `account` subscription with `from_height` gets no snapshot:
 the account as of block h - 1.
 
 An account is touched by an event that names it as `owner`, `taker`, `maker`, `sender`, `recipient`, `account`,
-`agent`, `counterparty` or `approver`. Its message lists those events in execution order and, when the block changed the account's state
-entry, the balances and holds after the block (`account`: null when the entry did not change).
+`agent`, `counterparty` or `approver`. Its message lists those events in execution order and, when the block
+changed the account's state entry, the balances and holds after the block (`account`: null when the entry did
+not change).
 """
 
 from collections.abc import Hashable
