@@ -41,6 +41,7 @@ Sections, keys and defaults (ranges are checked by `load_config`):
                  snapshot_interval = 1000             0 (never) .. 10^9 heights
                  snapshots_kept = 2                   1 .. 1000
                  sync = true                          fsync every block (ChainStore's `sync`)
+                 state_sync = true                    an empty store starts from a peer's snapshot (node/statesync.py)
     [telemetry]  metrics = true
                  tracing = "none"                     "none" | "console" | "otlp"
                  log_format = "json"                  "json" | "text"
@@ -128,6 +129,7 @@ class StorageSection:
     snapshot_interval: int = 1000
     snapshots_kept: int = 2
     sync: bool = True
+    state_sync: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +252,7 @@ RULES: dict[str, tuple[type, dict[str, Rule]]] = {
         "max_txs_per_sender": integer(1, 10_000_000), "max_bytes_per_sender": integer(1024, 1 << 40)}),
     "storage": (StorageSection, {
         "backend": choice("leveldb", "memory"), "snapshot_interval": integer(0, 10**9),
-        "snapshots_kept": integer(1, 1000), "sync": boolean}),
+        "snapshots_kept": integer(1, 1000), "sync": boolean, "state_sync": boolean}),
     "telemetry": (TelemetrySection, {
         "metrics": boolean, "tracing": choice("none", "console", "otlp"), "log_format": choice("json", "text"),
         "log_level": choice("debug", "info", "warning", "error")}),

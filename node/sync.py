@@ -7,6 +7,13 @@ Wire (direct, point-to-point messages; node/p2p/relay.py), payloads in msgpack:
     34 MSG_BLOCKS          [[height, block, cert], ...] consecutive stored blocks from `first`, each with the
                                                        msgpack certificate that committed it; possibly fewer
                                                        than asked (the sender's height, the frame budget)
+    35 MSG_SNAPSHOTS_REQUEST  []                       which snapshots do you hold?
+    36 MSG_SNAPSHOTS       [[height, app_hash, entry_count, entries_hash], ...]   the sender's snapshots above 0
+    37 MSG_CHUNK_REQUEST   [height, index]             entries index*CHUNK_ENTRIES .. of snapshot `height`
+    38 MSG_CHUNK           [height, index, total, [[key, value], ...]]   total = 0: no such snapshot
+
+Block sync is the client of 32-34 (below); state sync (node/statesync.py) of 35-38 and 33-34. Every node
+serves all of them from its store.
 
 Contract:
 
@@ -32,6 +39,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from itertools import islice
 
 from consensus.commit import verify_certificate
 from consensus.errors import ConsensusError
@@ -52,7 +60,12 @@ log = logging.getLogger("node.sync")
 MSG_STATUS = 32
 MSG_BLOCKS_REQUEST = 33
 MSG_BLOCKS = 34
+MSG_SNAPSHOTS_REQUEST = 35
+MSG_SNAPSHOTS = 36
+MSG_CHUNK_REQUEST = 37
+MSG_CHUNK = 38
 MAX_BATCH = 50
+CHUNK_ENTRIES = 500
 
 
 class SyncProtocolError(ValueError):
@@ -73,6 +86,43 @@ def decode_blocks_payload(payload: object) -> list[tuple[int, bytes, bytes]]:
             raise SyncProtocolError("blocks: each entry is [height, block bytes, certificate bytes]")
         out.append((entry[0], entry[1], entry[2]))
     return out
+
+
+def serve_blocks(store: ChainStore, peer: Peer, payload: object, max_bytes: int) -> None:
+    """Answer MSG_BLOCKS_REQUEST from the store; raises SyncProtocolError for a malformed request."""
+    if (not isinstance(payload, list) or len(payload) != 2 or not all(_is_uint(x) for x in payload)
+            or not 1 <= payload[0] <= payload[1] or payload[1] - payload[0] >= MAX_BATCH):
+        raise SyncProtocolError(f"request: [first, last], 1 <= first <= last < first + {MAX_BATCH}")
+    first, last = payload
+    entries, size = [], 0
+    for height, wire in store.iterate_blocks(first, min(last, store.get_latest().height)):
+        cert = store.get_commit(height)
+        if cert is None or (entries and size + len(wire) + len(cert) > max_bytes):
+            break
+        entries.append([height, wire, cert])
+        size += len(wire) + len(cert)
+    peer.send(MSG_BLOCKS, entries)
+
+
+def serve_snapshots(store: ChainStore, peer: Peer, payload: object) -> None:
+    if payload != []:
+        raise SyncProtocolError("snapshots request: []")
+    peer.send(MSG_SNAPSHOTS, [[m.height, m.app_hash, m.entry_count, m.entries_hash]
+                              for m in store.list_snapshots() if m.height > 0])
+
+
+def serve_chunk(store: ChainStore, peer: Peer, payload: object) -> None:
+    if not isinstance(payload, list) or len(payload) != 2 or not all(_is_uint(x) for x in payload):
+        raise SyncProtocolError("chunk request: [height, index]")
+    height, index = payload
+    manifest = store.get_snapshot(height)
+    if manifest is None or height == 0:
+        peer.send(MSG_CHUNK, [height, index, 0, []])
+        return
+    total = max(1, -(-manifest.entry_count // CHUNK_ENTRIES))  # ceiling division of non-negative ints
+    start = index * CHUNK_ENTRIES
+    chunk = [[k, v] for k, v in islice(store.iterate_snapshot_entries(height), start, start + CHUNK_ENTRIES)]
+    peer.send(MSG_CHUNK, [height, index, total, chunk])
 
 
 class BlockSync:
@@ -135,6 +185,10 @@ class BlockSync:
                 self._on_request(peer, message.payload)
             elif message.type == MSG_BLOCKS:
                 self._on_blocks(peer, message.payload)
+            elif message.type == MSG_SNAPSHOTS_REQUEST:
+                serve_snapshots(self.store, peer, message.payload)
+            elif message.type == MSG_CHUNK_REQUEST:
+                serve_chunk(self.store, peer, message.payload)
             else:
                 raise SyncProtocolError(f"unknown direct message type {message.type}")
         except SyncProtocolError as exc:
@@ -148,18 +202,7 @@ class BlockSync:
             self._wake.set()
 
     def _on_request(self, peer: Peer, payload: object) -> None:
-        if (not isinstance(payload, list) or len(payload) != 2 or not all(_is_uint(x) for x in payload)
-                or not 1 <= payload[0] <= payload[1] or payload[1] - payload[0] >= MAX_BATCH):
-            raise SyncProtocolError(f"request: [first, last], 1 <= first <= last < first + {MAX_BATCH}")
-        first, last = payload
-        entries, size = [], 0
-        for height, wire in self.store.iterate_blocks(first, min(last, self.store.get_latest().height)):
-            cert = self.store.get_commit(height)
-            if cert is None or (entries and size + len(wire) + len(cert) > self.max_response_bytes):
-                break
-            entries.append([height, wire, cert])
-            size += len(wire) + len(cert)
-        peer.send(MSG_BLOCKS, entries)
+        serve_blocks(self.store, peer, payload, self.max_response_bytes)
 
     def _on_blocks(self, peer: Peer, payload: object) -> None:
         entries = decode_blocks_payload(payload)

@@ -3,8 +3,9 @@
 Start-up, in order (resources open in this order and close in reverse):
 
 1. logging (JSON or text, with height and round) and the metrics registry;
-2. the chain store (`<home>/data/chain`, LevelDB; or memory): a new store gets the genesis state
-   (`stf.state.initialize_state`), an existing one is resumed with `ChainStore.load_state`, which checks the
+2. the chain store (`<home>/data/chain`, LevelDB; or memory): an empty store first tries state sync from a
+   peer's snapshot (node/statesync.py, with `[storage] state_sync`), else gets the genesis state
+   (`stf.state.initialize_state`); an existing one is resumed with `ChainStore.load_state`, which checks the
    stored entries against the stored app hash (a failure stops the node and names `kabuto replay`);
 3. the mempool, the RPC view over the live state, and the `ChainApp`;
 4. the validator set from validators.json (public keys and powers, CometBFT proposer priorities stepped to the
@@ -53,6 +54,7 @@ from node.p2p.frames import Message
 from node.p2p.gossip import MSG_PROPOSAL, MSG_TX, MSG_VOTE
 from node.p2p.switch import PeerAddress, Switch
 from node.storage import ChainStore, MemoryKV, StateMismatch, open_chain_store
+from node.statesync import run_state_sync
 from node.sync import BlockSync
 from node.telemetry import ConsensusPosition, NodeMetrics, PeerBytesCollector, configure_logging
 from node.tracing import Tracing, make_tracing
@@ -305,6 +307,9 @@ def run_node(home: Home) -> None:
 
 
 async def _main(home: Home, store: ChainStore, position: ConsensusPosition, tracing: Tracing) -> None:
+    if home.config.storage.state_sync and store.latest() is None:
+        require_public_keys(home)
+        await run_state_sync(home, store, compute_validator_sets(home, 1)[0])
     node = build_node(home, store, position, tracing)
     try:
         loop = asyncio.get_running_loop()

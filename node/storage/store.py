@@ -10,7 +10,8 @@ Contract:
   `ChainStoreError`, or `schema.SchemaError` / `TypeError` for a malformed argument (a hash of the wrong length,
   a value that is not bytes), found while the batch is still unwritten.
 - Invariant: the `S` entries (schema.py) are exactly the state after the meta height, and every record of every
-  height from 1 to the meta height is present, none above it. `load_state` checks it: it rebuilds an
+  height from the base height + 1 to the meta height is present, none above it. The base height is 0, or the
+  height of the snapshot a state-synced store started from (`save_synced_state`: no blocks below it). `load_state` checks it: it rebuilds an
   `stf.state.State` from the entries and requires that its root is the stored app hash.
 - Snapshots: since the full state is kept as entries, a snapshot is a manifest (height, app hash, entry count,
   entries hash) plus a *copy* of the entries under the snapshot's prefix. The copy is what lets a node rebuild
@@ -167,6 +168,25 @@ class ChainStore:
             batch.put(schema.app_hash_key(0), app_hash)
             manifest = self._put_snapshot(batch, 0, app_hash, entries)
             batch.put(schema.META_KEY, schema.encode_meta(Meta(0, GENESIS_BLOCK_HASH, app_hash)))
+        return manifest
+
+    def save_synced_state(
+        self, chain_id: str, genesis_app_hash: bytes, entries: Iterable[tuple[bytes, bytes]], height: int,
+        block_hash: bytes, app_hash: bytes,
+    ) -> Manifest:
+        """Start an empty store at `height` from a verified snapshot's entries (state sync), in one batch: the
+        entries, the genesis record, the app hash of `height`, a snapshot at `height` and the meta record. The
+        caller has checked that the entries rebuild `app_hash` and that a certified header commits to it."""
+        if self.latest() is not None:
+            raise BlockOutOfOrder(f"{self.kv.name} already holds a chain")
+        entries = sorted(entries)
+        with self.kv.write_batch(sync=self.sync) as batch:
+            for key, value in entries:
+                batch.put(schema.state_key(key), value)
+            batch.put(schema.GENESIS_KEY, schema.encode_genesis(chain_id, genesis_app_hash))
+            batch.put(schema.app_hash_key(height), app_hash)
+            manifest = self._put_snapshot(batch, height, app_hash, entries)
+            batch.put(schema.META_KEY, schema.encode_meta(Meta(height, block_hash, app_hash)))
         return manifest
 
     def save_block(

@@ -341,3 +341,29 @@ def test_node_console_tracing_spans_the_block_pipeline_and_a_transaction(tmp_pat
         assert tx_spans[0]["attributes"]["outcome"] == "committed"
     finally:
         net.kill_all()
+
+
+def test_node_fresh_node_state_syncs_from_a_snapshot(net4: Net) -> None:
+    for home in net4.homes:
+        config = home / "config.toml"
+        config.write_text(config.read_text().replace("snapshot_interval = 1000", "snapshot_interval = 10"))
+    for i in range(4):
+        net4.start(i)
+    net4.wait_height(0, 3, timeout=30)
+    assert net4.stop(3) == 0
+    assert subprocess.run([sys.executable, "-m", "node", "reset", "--home", str(net4.homes[3])], cwd=ROOT,
+                          capture_output=True, timeout=30).returncode == 0
+    net4.wait_height(0, 25, timeout=30)
+    net4.start(3)
+    net4.wait_height(3, net4.height(0) + 2, timeout=30)
+    log = net4.log(3)
+    assert "state sync: installed snapshot" in log, log
+    common = min(net4.height(i) for i in range(4))
+    assert len({net4.block_hash(i, common) for i in range(4)}) == 1
+    for i in range(4):
+        assert net4.stop(i) == 0
+    done = subprocess.run([sys.executable, "-m", "node", "replay", "--home", str(net4.homes[3])], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "every block hash and app hash matches" in done.stdout, done.stderr
+    snapshot = int(done.stdout.split("from snapshot ")[1].split(":")[0])
+    assert snapshot >= 20  # it started from a snapshot, not from genesis
