@@ -39,6 +39,7 @@ from stf.state import KEY_ACCOUNT, State
 from rpc.jsonrpc import INVALID_PARAMS, Hex, Param, RpcError, UInt
 from rpc.methods import (
     HEIGHT_NOT_AVAILABLE, format_balances, format_block, format_block_diff, format_event, format_order,
+    format_perp_account,
     format_trade,
 )
 from rpc.subscriptions import Channel, Hub
@@ -79,9 +80,9 @@ def compute_touched(result: BlockResult) -> dict[bytes, list[int]]:
 def format_account_entry(state: State, value: bytes | None) -> dict[str, Any]:
     """An account state entry (docs/PROTOCOL.md §7.7) as balances, holds, agents and switch time."""
     if value is None:
-        return {"balances": [], "agents": [], "cancel_all_at_ms": "0"}
-    fields = codec.decode(value, len(value))  # later protocol fields (collateral, positions) follow these four
-    balances, holds, agents, cancel_all_at_ms = fields[:4]
+        return {"balances": [], "agents": [], "cancel_all_at_ms": "0", "collateral": "0", "positions": [],
+                "leverage": []}
+    balances, holds, agents, cancel_all_at_ms, collateral, positions, leverage = codec.decode(value, len(value))
     held = dict(holds)
     assets = sorted(set(dict(balances)) | set(held))
     amounts = dict(balances)
@@ -92,6 +93,12 @@ def format_account_entry(state: State, value: bytes | None) -> dict[str, Any]:
             for a in assets
         ],
         "agents": [agent.hex() for agent in agents], "cancel_all_at_ms": str(cancel_all_at_ms),
+        "collateral": str(collateral),
+        "positions": [{"market": m, "size_lots": str(size), "cost": str(cost), "funding_index": str(index),
+                       "margin": str(margin), "margin_mode": "cross" if cross else "isolated"}
+                      for m, size, cost, index, margin, cross in positions],
+        "leverage": [{"market": m, "leverage": lev, "margin_mode": "cross" if cross else "isolated"}
+                     for m, lev, cross in leverage],
     }
 
 
@@ -197,6 +204,7 @@ def format_account_snapshot(state: State, address: bytes) -> dict[str, Any]:
         "orders": [] if account is None else [format_order(account.orders[o]) for o in sorted(account.orders)],
         "agents": [] if account is None else sorted(a.hex() for a in account.agents),
         "cancel_all_at_ms": "0" if account is None else str(account.cancel_all_at_ms),
+        "perp": format_perp_account(state, account),
     }
 
 

@@ -36,11 +36,12 @@ from typing import Any
 from stf.block import Block, BlockResult
 from stf.book import Order
 from stf.errors import ResultCode
-from stf.events import DONE_REASON_NAMES, OrderAccepted, OrderDone, Trade
+from stf.events import DONE_REASON_NAMES, FundingEvent, FundingPayment, OrderAccepted, OrderDone, Trade
 from stf.params import GenesisConfig
 from stf.proof import Proof
 from stf.receipts import Receipt
-from stf.state import Account, State, account_key, prove_account
+from stf.positions import compute_cross_summary, compute_withdrawable, describe_position
+from stf.state import Account, Market, State, account_key, prove_account
 from stf.tx import TIME_IN_FORCE_NAMES, decode_transaction
 
 from rpc.bookfeed import compute_checksum, get_levels
@@ -268,6 +269,57 @@ def format_fill(address: bytes, height: int, time_ms: int, trade: Trade) -> dict
     }
 
 
+def format_perp_account(state: State, account: Account | None) -> dict[str, Any]:
+    """The perpetual side of an account at the current marks: cross collateral and margin summary, positions
+    (with unrealized PnL and liquidation price), leverage settings and waiting triggers (docs/API.md)."""
+    if account is None:
+        account = Account(b"")
+    equity, initial, maintenance, notional = compute_cross_summary(state, account)
+    positions = []
+    for market_id in sorted(account.positions):
+        described = describe_position(state, account, state.markets[market_id], account.positions[market_id])
+        positions.append({
+            name: (value if isinstance(value, bool) or name in ("market", "leverage") else
+                   None if value is None else str(value))
+            for name, value in described.items()
+        })
+    triggers = [
+        {"trigger_id": str(t.trigger_id), "market": t.market_id, "side": "buy" if t.is_buy else "sell",
+         "size_lots": str(t.size_lots), "trigger_price": str(t.trigger_price),
+         "kind": "take_profit" if t.take_profit else "stop", "limit_price": str(t.limit_price),
+         "reduce_only": t.reduce_only}
+        for t in (account.triggers[i] for i in sorted(account.triggers))
+    ]
+    return {
+        "collateral": str(account.collateral), "equity": str(equity), "initial_margin": str(initial),
+        "maintenance_margin": str(maintenance), "order_margin": str(account.order_margin),
+        "notional": str(notional), "withdrawable": str(compute_withdrawable(state, account)),
+        "positions": positions,
+        "leverage": [{"market": m, "leverage": lev, "margin_mode": "cross" if cross else "isolated"}
+                     for m, (lev, cross) in sorted(account.leverage.items())],
+        "triggers": triggers,
+    }
+
+
+def format_perp_market(market: Market) -> dict[str, Any]:
+    """The perp-only part of a market: parameters and the live mark, funding and open interest."""
+    p = market.params
+    return {
+        "oracle_price": str(market.oracle_price), "oracle_time_ms": str(market.oracle_time_ms),
+        "mark_price": str(market.mark_price), "funding_index": str(market.funding_index),
+        "last_funding_rate": str(market.last_funding_rate), "next_funding_ms": str(market.next_funding_ms),
+        "open_interest_lots": str(market.open_interest),
+        "margin_tiers": [[str(bound), leverage] for bound, leverage in p.margin_tiers],
+        "default_leverage": p.default_leverage, "funding_interest_rate": str(p.funding_interest_rate),
+        "funding_clamp_rate": str(p.funding_clamp_rate), "funding_cap_hourly": str(p.funding_cap_hourly),
+        "funding_interval_ms": str(p.funding_interval_ms), "impact_notional": str(p.impact_notional),
+        "mark_ema_ms": str(p.mark_ema_ms), "max_open_interest_lots": str(p.max_open_interest_lots),
+        "liquidation_fee_bps": p.liquidation_fee_bps, "liquidation_slippage_bps": p.liquidation_slippage_bps,
+        "liquidation_chunk_notional": str(p.liquidation_chunk_notional), "price_band_bps": p.price_band_bps,
+        "oracle_max_age_ms": str(p.oracle_max_age_ms),
+    }
+
+
 def format_balances(state: State, account: Account | None) -> list[dict[str, Any]]:
     """Balance, hold and available per asset the account holds any of, by asset id."""
     if account is None:
@@ -372,6 +424,7 @@ def make_router(view: ChainView) -> Router:
                 "min_size_lots": str(p.min_size_lots), "maker_fee_bps": p.maker_fee_bps,
                 "taker_fee_bps": p.taker_fee_bps, "fee_account": p.fee_account.hex(),
                 "last_trade_price": str(market.last_trade_price), "halted": market.halted,
+                **({"perp": format_perp_market(market)} if market.is_perp else {}),
             })
         assets = [{**asset(a), "supply": str(state.supply.get(a, 0))} for a in sorted(state.assets)]
         return {"height": str(state.height), "markets": result, "assets": assets, "units": UNITS}
@@ -394,7 +447,31 @@ def make_router(view: ChainView) -> Router:
             "open_orders": 0 if acct is None else len(acct.orders),
             "agents": [] if acct is None else sorted(a.hex() for a in acct.agents),
             "cancel_all_at_ms": "0" if acct is None else str(acct.cancel_all_at_ms),
+            "perp": format_perp_account(state, acct),
         }
+
+    def funding_history(ctx: CallContext, market: int | str, address: bytes | None, limit: int) -> dict[str, Any]:
+        """The market's funding payments in the blocks kept, newest first: the market-wide rate and index, or,
+        with `address`, that account's payments."""
+        market_id = resolve_market(market)
+        if not view.state.markets[market_id].is_perp:
+            raise _invalid("market", f"market {market_id} is not a perpetual market")
+        items: list[dict[str, Any]] = []
+        for height in sorted(view.iter_heights(), reverse=True):
+            if len(items) >= limit:
+                break
+            result = view.get_result(height)
+            time_ms = str(view.get_block(height).header.time_ms)
+            for event in reversed(result.events):
+                if type(event) is FundingEvent and address is None and event.market == market_id:
+                    items.append({"height": str(height), "time_ms": time_ms, "rate": str(event.rate),
+                                  "funding_index": str(event.funding_index), "oracle_price": str(event.oracle_price),
+                                  "average_premium": str(event.average_premium)})
+                elif type(event) is FundingPayment and event.account == address and event.market == market_id:
+                    items.append({"height": str(height), "time_ms": time_ms, "size_lots": str(event.size_lots),
+                                  "amount": str(event.amount)})
+        return {"market": market_id, "height": str(view.latest_height()), "address": address and address.hex(),
+                "funding": items[:limit]}
 
     def open_orders(ctx: CallContext, address: bytes, market: int | str | None) -> dict[str, Any]:
         market_id = None if market is None else resolve_market(market)
@@ -527,6 +604,7 @@ def make_router(view: ChainView) -> Router:
         "fills": Route(fills, address, Param("market", _market_type, required=False), limit,
                        Param("before", _cursor_type, required=False)),
         "trades": Route(trades, market, limit),
+        "funding_history": Route(funding_history, market, Param("address", _ADDRESS, required=False), limit),
         "status": Route(status),
         "health": Route(health),
         "markets": Route(markets),

@@ -159,14 +159,14 @@ def is_below_backstop(equity: Atoms, maintenance: Atoms) -> bool:
     return equity * 3 < maintenance * 2
 
 
-def _solve_liquidation_in_tier(size_lots: int, entry_price: int, margin: int, scale: int, rate: int,
+def _solve_liquidation_in_tier(size_lots: int, cost: int, margin: int, scale: int, rate: int,
                                deduction: int) -> tuple[int, int]:
-    """The exact p, as (numerator, denominator > 0), where margin + size * (p - entry) = abs(size) * p * rate
-    over scale - deduction over scale."""
+    """The exact p, as (numerator, denominator > 0), where margin + size * p - cost = abs(size) * p * rate
+    over scale - deduction over scale (cost = size * entry, signed)."""
     if size_lots > 0:
-        return ((size_lots * entry_price - margin) * scale - deduction, size_lots * (scale - rate))
+        return ((cost - margin) * scale - deduction, size_lots * (scale - rate))
     quantity = -size_lots
-    return ((quantity * entry_price + margin) * scale + deduction, quantity * (scale + rate))
+    return ((margin - cost) * scale + deduction, quantity * (scale + rate))
 
 
 def compute_liquidation_price(tiers: MarginTiers, size_lots: SizeLots, entry_price: PriceQuote, margin: Atoms,
@@ -181,9 +181,17 @@ def compute_liquidation_price(tiers: MarginTiers, size_lots: SizeLots, entry_pri
     without this position's unrealized PnL minus the maintenance of its other positions (valid while their
     prices hold), and may be negative. A long rounds down and a short up to the tick grid; a short's price is
     at least one tick."""
-    assert size_lots != 0 and entry_price > 0 and tick_size > 0
+    assert size_lots != 0 and entry_price > 0
+    return compute_liquidation_price_from_cost(tiers, size_lots, size_lots * entry_price, margin, tick_size)
+
+
+def compute_liquidation_price_from_cost(tiers: MarginTiers, size_lots: SizeLots, cost: Atoms, margin: Atoms,
+                                        tick_size: int) -> PriceQuote | None:
+    """`compute_liquidation_price` for a position known by its signed cost basis (size times the average entry,
+    which need not be a whole number of atoms per lot): the same roots with size * entry replaced by cost."""
+    assert size_lots != 0 and tick_size > 0
     scale = compute_margin_scale(tiers)
-    roots = [_solve_liquidation_in_tier(size_lots, entry_price, margin, scale, rate, deduction)
+    roots = [_solve_liquidation_in_tier(size_lots, cost, margin, scale, rate, deduction)
              for rate, deduction in zip(compute_maintenance_rates_scaled(tiers),
                                         compute_maintenance_deductions_scaled(tiers))]
     numerator, denominator = roots[0]

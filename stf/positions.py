@@ -27,6 +27,7 @@ from stf.events import REASON_MARGIN, REASON_REDUCE_ONLY, OrderModified
 from stf.errors import ResultCode
 from stf.margin import TRANSFER_MARGIN_BPS, compute_initial, compute_maintenance, compute_max_leverage, compute_order_margin
 from stf.oracle import is_oracle_fresh, validate_price_band
+from stf.perp_math import compute_liquidation_price_from_cost
 from stf.state import Account, Market, Position, State, get_account, get_leverage, resize_order
 from stf.units import BPS_DENOMINATOR, compute_fee
 
@@ -239,3 +240,35 @@ def validate_perp_order(state: State, market: Market, account: Account, is_buy: 
 def compute_fee_reserve(market: Market, price: int, size_lots: int) -> int:
     """The most `size_lots` lots at `price` can be charged in fees (no margin: the part closing a position)."""
     return compute_order_margin(market.params, 1, price, size_lots) - price * size_lots
+
+
+# --- read-only views for clients -----------------------------------------------------------------------------
+
+def describe_position(state: State, account: Account, market: Market, position: Position) -> dict:
+    """A position as a client sees it, at the current mark: integers only (the RPC layer formats them).
+
+    `entry_price` is cost / size rounded toward zero (the exact average is cost over size); `margin` is the
+    isolated margin, or for a cross position what it would need at its leverage; `liquidation_price` comes from
+    `stf.perp_math.compute_liquidation_price_from_cost`, with, for cross, the account's equity without this
+    position's PnL and without the other positions' maintenance (valid while the other marks hold)."""
+    size, cost, mark = position.size_lots, position.cost, market.mark_price
+    held = size if size > 0 else -size
+    notional = held * mark
+    unrealized = size * mark - cost
+    leverage = get_leverage(market, account)[0]
+    maintenance = compute_maintenance(market, notional)
+    if position.is_cross:
+        equity, _, cross_maintenance, _ = compute_cross_summary(state, account)
+        base = equity - unrealized - (cross_maintenance - maintenance)
+        margin = compute_initial(notional, leverage)
+    else:
+        base = margin = position.margin
+    liquidation = compute_liquidation_price_from_cost(
+        market.params.margin_tiers, size, cost, base, market.params.tick_size)
+    return {
+        "market": market.params.market_id, "size_lots": size, "cost": cost,
+        "entry_price": cost // size if cost * size >= 0 else -((-cost) // size), "mark_price": mark,
+        "notional": notional, "unrealized_pnl": unrealized, "is_cross": position.is_cross, "leverage": leverage,
+        "margin": margin, "maintenance_margin": maintenance, "funding_index": position.funding_index,
+        "liquidation_price": liquidation,
+    }
