@@ -15,13 +15,15 @@ from rpc.client.client import (
 )
 from rpc.client.stream import AccountStream, BookStream, StreamClient
 from rpc.client.wallet import (
-    NonceSource, SignedTx, Wallet, approve_agent, cancel, cancel_all, cancel_by_client_id, faucet, market_order,
-    modify, oracle_price, place, revoke_agent, schedule_cancel, transfer, withdraw,
+    NonceSource, SignedTx, Wallet, approve_agent, cancel, cancel_all, cancel_by_client_id, cancel_trigger,
+    collateral_transfer, faucet, govern, isolated_margin, market_order, modify, oracle_price, place, place_trigger,
+    revoke_agent, schedule_cancel, set_leverage, transfer, withdraw,
 )
 
 __all__ = [
     "AccountProof", "Committed", "KabutoClient", "ProofError", "RpcCallError", "Status", "TxRejected",
     "parse_account_proof", "AccountStream", "BookStream", "StreamClient", "NonceSource", "SignedTx", "Wallet",
     "approve_agent", "cancel", "cancel_all", "cancel_by_client_id", "faucet", "market_order", "modify",
-    "oracle_price", "place", "revoke_agent", "schedule_cancel", "transfer", "withdraw",
+    "oracle_price", "place", "revoke_agent", "schedule_cancel", "transfer", "withdraw", "collateral_transfer",
+    "set_leverage", "isolated_margin", "place_trigger", "cancel_trigger", "govern",
 ]

@@ -21,13 +21,15 @@ from dataclasses import dataclass
 
 from stf.crypto import PrivateKey
 from stf.tx import (
-    TIF_GTC, Action, ApproveAgent, Cancel, CancelAll, CancelByClientId, Faucet, MarketOrder, Modify, OraclePrice,
-    PlaceOrder, RevokeAgent, ScheduleCancel, Transfer, Withdraw, sign_transaction,
+    TIF_GTC, Action, ApproveAgent, Cancel, CancelAll, CancelByClientId, CancelTrigger, CollateralTransfer, Faucet,
+    Govern, IsolatedMargin, MarketOrder, Modify, OraclePrice, PlaceOrder, PlaceTrigger, RevokeAgent, ScheduleCancel,
+    SetLeverage, Transfer, Withdraw, sign_transaction,
 )
 
 __all__ = [
     "NonceSource", "SignedTx", "Wallet", "transfer", "withdraw", "faucet", "approve_agent", "revoke_agent", "place",
     "market_order", "cancel", "cancel_by_client_id", "cancel_all", "modify", "schedule_cancel", "oracle_price",
+    "collateral_transfer", "set_leverage", "isolated_margin", "place_trigger", "cancel_trigger", "govern",
 ]
 
 
@@ -146,3 +148,40 @@ def schedule_cancel(at_ms: int | None) -> ScheduleCancel:
 def oracle_price(prices: Sequence[tuple[int, int]]) -> OraclePrice:
     """A validator's oracle prices, [(market, price)]; sorted here by market id as the protocol requires."""
     return OraclePrice(tuple(sorted((int(m), int(p)) for m, p in prices)))
+
+
+def collateral_transfer(amount: int, to_perp: bool = True) -> CollateralTransfer:
+    """Move collateral-asset atoms from the spot balance into the cross margin (`to_perp`), or back out."""
+    return CollateralTransfer(amount, to_perp)
+
+
+def set_leverage(market: int, leverage: int, is_cross: bool = True) -> SetLeverage:
+    """A perp market's leverage and margin mode for this account (no open orders there; mode fixed while a
+    position is open)."""
+    return SetLeverage(market, leverage, is_cross)
+
+
+def isolated_margin(market: int, amount: int, add: bool = True) -> IsolatedMargin:
+    """Add margin to an isolated position from the cross collateral, or (`add=False`) take it back."""
+    return IsolatedMargin(market, amount, add)
+
+
+def place_trigger(market: int, is_buy: bool, trigger_price: int, size_lots: int = 0, take_profit: bool = False,
+                  limit_price: int = 0, reduce_only: bool = True) -> PlaceTrigger:
+    """A stop (default) or take-profit order on the mark price; `size_lots` 0 closes the whole position when it
+    fires, `limit_price` 0 makes it a market order (docs/PROTOCOL.md §5.19)."""
+    return PlaceTrigger(market, is_buy, size_lots, trigger_price, take_profit, limit_price, reduce_only)
+
+
+def cancel_trigger(market: int, trigger_id: int) -> CancelTrigger:
+    return CancelTrigger(market, trigger_id)
+
+
+def _freeze(value):
+    return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def govern(op: int, proposal_id: int, *arguments) -> Govern:
+    """A governor's approval of `[op, proposal_id, *arguments]` (docs/PROTOCOL.md §5.20); lists become the
+    tuples the chain decodes, so the signed bytes and the decoded action compare equal."""
+    return Govern(_freeze((op, proposal_id, *arguments)))

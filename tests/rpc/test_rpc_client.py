@@ -12,7 +12,8 @@ import pytest
 from rpc.client import (
     AccountStream, BookStream, KabutoClient, NonceSource, ProofError, RpcCallError, StreamClient, TxRejected, Wallet,
     approve_agent, cancel, cancel_all, cancel_by_client_id, faucet, market_order, modify, oracle_price, place,
-    revoke_agent, schedule_cancel, transfer, withdraw,
+    revoke_agent, schedule_cancel, transfer, withdraw, collateral_transfer, set_leverage, isolated_margin,
+    place_trigger, cancel_trigger, govern,
 )
 from rpc.client.client import compute_tx_root, parse_account_proof
 from rpc.server import SERVER
@@ -48,12 +49,15 @@ def test_every_action_builder_signs_what_the_chain_decodes() -> None:
         cancel(BTC_USD, 4), cancel_by_client_id(BTC_USD, 9), cancel_all(), cancel_all(ETH_USD),
         modify(BTC_USD, 4, 999_100, 3), schedule_cancel(1_767_225_700_000), schedule_cancel(None),
         oracle_price([(ETH_USD, 30_000), (BTC_USD, 1_000_000)]),
+        collateral_transfer(10), collateral_transfer(3, to_perp=False), set_leverage(10, 20, is_cross=False),
+        isolated_margin(10, 7, add=False), place_trigger(10, False, 9_000_000, take_profit=True),
+        cancel_trigger(10, 12), govern(5, 1, 10, [[b"taker_fee_bps", 9]]),
     ]
     signed = wallet.sign(*actions)
     tx = decode_transaction(signed.wire)
     validate_signature(tx, "kabuto-test")
     assert tx.actions == tuple(actions) and tx.hash == signed.hash and tx.account == wallet.address
-    assert tx.actions[-1].prices == ((BTC_USD, 1_000_000), (ETH_USD, 30_000))  # sorted as the protocol requires
+    assert tx.actions[14].prices == ((BTC_USD, 1_000_000), (ETH_USD, 30_000))  # sorted as the protocol requires
     agent = Wallet.from_seed(SEEDS[1], "kabuto-test", account=wallet.address)
     agent_tx = decode_transaction(agent.sign(cancel_all()).wire)
     assert agent_tx.account == wallet.address and agent_tx.signer == agent.address != wallet.address
