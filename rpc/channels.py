@@ -95,8 +95,9 @@ def format_account_entry(state: State, value: bytes | None) -> dict[str, Any]:
         "agents": [agent.hex() for agent in agents], "cancel_all_at_ms": str(cancel_all_at_ms),
         "collateral": str(collateral),
         "positions": [{"market": m, "size_lots": str(size), "cost": str(cost), "funding_index": str(index),
-                       "margin": str(margin), "margin_mode": "cross" if cross else "isolated"}
-                      for m, size, cost, index, margin, cross in positions],
+                       "margin": str(margin), "margin_mode": "cross" if cross else "isolated",
+                       "realized_pnl": str(realized)}
+                      for m, size, cost, index, margin, cross, realized in positions],
         "leverage": [{"market": m, "leverage": lev, "margin_mode": "cross" if cross else "isolated"}
                      for m, lev, cross in leverage],
     }

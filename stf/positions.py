@@ -109,6 +109,7 @@ def apply_fill(state: State, market: Market, account: Account, delta: int, price
         closed = moved if moved < held else held
         removed = -((-position.cost * closed) // held)  # ceiling of the signed share of the cost
         realized = (closed if old > 0 else -closed) * price - removed
+        position.realized_pnl += realized
         position.cost -= removed
         position.size_lots = old + (closed if delta > 0 else -closed)
         if position.is_cross:
@@ -270,5 +271,5 @@ def describe_position(state: State, account: Account, market: Market, position: 
         "entry_price": cost // size if cost * size >= 0 else -((-cost) // size), "mark_price": mark,
         "notional": notional, "unrealized_pnl": unrealized, "is_cross": position.is_cross, "leverage": leverage,
         "margin": margin, "maintenance_margin": maintenance, "funding_index": position.funding_index,
-        "liquidation_price": liquidation,
+        "realized_pnl": position.realized_pnl, "liquidation_price": liquidation,
     }

@@ -42,21 +42,24 @@ class Position:
     """A perpetual position. `size_lots` is signed (long positive); `cost` is the signed collateral atoms paid for
     the open lots (sum of lots times price, long positive), so entry price = cost / size and unrealized PnL at
     mark m is exactly size * m - cost. `funding_index` is the market's index when funding was last settled.
-    `margin` is the isolated margin (0 for a cross position)."""
+    `margin` is the isolated margin (0 for a cross position). `realized_pnl` sums the PnL its reducing fills
+    realized since it was opened (fees and funding not included)."""
 
-    __slots__ = ("market_id", "size_lots", "cost", "funding_index", "margin", "is_cross")
+    __slots__ = ("market_id", "size_lots", "cost", "funding_index", "margin", "is_cross", "realized_pnl")
 
     def __init__(self, market_id: int, size_lots: int, cost: int, funding_index: int, margin: int,
-                 is_cross: bool) -> None:
+                 is_cross: bool, realized_pnl: int = 0) -> None:
         self.market_id = market_id
         self.size_lots = size_lots
         self.cost = cost
         self.funding_index = funding_index
         self.margin = margin
         self.is_cross = is_cross
+        self.realized_pnl = realized_pnl
 
     def to_fields(self) -> list:
-        return [self.market_id, self.size_lots, self.cost, self.funding_index, self.margin, self.is_cross]
+        return [self.market_id, self.size_lots, self.cost, self.funding_index, self.margin, self.is_cross,
+                self.realized_pnl]
 
     def __repr__(self) -> str:
         mode = "cross" if self.is_cross else f"isolated margin={self.margin}"

@@ -73,7 +73,7 @@ def test_account_shows_positions_margin_and_the_worked_liquidation_price() -> No
         "market": BTC_PERP, "size_lots": "1", "cost": str(UNIT), "entry_price": str(UNIT), "mark_price": str(UNIT),
         "notional": str(UNIT), "unrealized_pnl": "0", "is_cross": False, "leverage": 10,
         "margin": str(10_000 * 10**6), "maintenance_margin": str(1_250 * 10**6), "funding_index": "0",
-        "liquidation_price": "91139240000",
+        "realized_pnl": "0", "liquidation_price": "91139240000",
     }
     assert perp["collateral"] == str(40_000 * 10**6) and perp["leverage"] == [
         {"market": BTC_PERP, "leverage": 10, "margin_mode": "isolated"}]

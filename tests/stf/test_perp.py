@@ -122,6 +122,29 @@ def test_closing_order_needs_no_margin_and_reduce_only_never_grows() -> None:
     assert chain.codes(result)[0] == R.REDUCE_ONLY_WOULD_INCREASE
 
 
+def test_realized_pnl_accumulates_over_partial_closes_and_sums_exactly() -> None:
+    """A 3-lot long bought at 10,000,001 (entry not a whole number of atoms after averaging with a second
+    price) closed in three fills: each realized part rounds down, the remaining cost carries the rest, and
+    the parts sum to exactly size x (exit - average entry)."""
+    chain = PerpChain(perp_overrides={BTC_PERP: {"maker_fee_bps": 0, "taker_fee_bps": 0}})
+    chain.deposit(*chain.keys[1:])
+    chain.open_position(chain.keys[1], chain.keys[2], 2, BTC_PRICE)
+    chain.open_position(chain.keys[1], chain.keys[2], 1, BTC_PRICE + 100)
+    assert chain.position(chain.keys[1]).cost == 3 * BTC_PRICE + 100
+    exit_price = BTC_PRICE + 1_000
+    chain.run(chain.keys[3], PlaceOrder(BTC_PERP, True, exit_price, 3, 0, None, 0, False))
+    realized = []
+    for _ in range(2):
+        chain.run(chain.keys[1], MarketOrder(BTC_PERP, False, 1, exit_price, None, True))
+        realized.append(chain.position(chain.keys[1]).realized_pnl)
+    assert realized[0] == 1_000 - 34 and realized[1] == 2 * 1_000 - 67   # ceil(100 / 3) = 34 of the cost first
+    before = chain.collateral(chain.keys[1])
+    chain.run(chain.keys[1], MarketOrder(BTC_PERP, False, 1, exit_price, None, True))
+    assert chain.position(chain.keys[1]) is None
+    assert chain.collateral(chain.keys[1]) - before == 1_000 - 33              # the last lot takes what is left
+    assert realized[1] + 1_000 - 33 == 3 * exit_price - (3 * BTC_PRICE + 100)  # exact in total
+
+
 def test_invalid_reduce_only_without_a_position() -> None:
     chain = PerpChain()
     chain.deposit(chain.keys[1])
