@@ -21,7 +21,10 @@ Contract:
   never see that vote, and validators stuck in a round without a quorum would never hear from each other again.
   The driver keeps its own messages of the current height and re-sends those of the current and previous round
   straight to a peer when it connects, and to every peer each `resend_interval_s` while the height has not
-  changed (`run_resend`). Receivers de-duplicate, so a repeat costs bandwidth only.
+  changed (`run_resend`). A re-send travels as a direct message `MSG_CONSENSUS_RESEND` (40, payload
+  `[17 or 18, message bytes]`), not as gossip: gossip would drop it as already seen, even when the receiver's
+  engine had refused the first copy (a vote for a height it had not reached yet). The receiver accepts it only
+  from a validator peer and hands it to its engine, which ignores exact duplicates without logging them.
 - A `ConsensusError` raised by the engine for a peer's message (stale, future, badly signed) drops that message.
   An `AppHashMismatch` from the app propagates: it stops the node.
 
@@ -51,6 +54,7 @@ from node.telemetry import ConsensusPosition, NodeMetrics
 log = logging.getLogger("node.consensus")
 
 WAL_FILE = "consensus.wal"
+MSG_CONSENSUS_RESEND = 40
 DEFAULT_WAL_ROTATE_BYTES = 8 << 20
 
 
@@ -102,6 +106,14 @@ class ConsensusDriver:
         event = ProposalReceived(message) if isinstance(message, Proposal) else VoteReceived(message)
         self._peer_pending += 1
         self._queue.put_nowait((sender, event))
+
+    def on_resend(self, sender: bytes, payload: object) -> bool:
+        """A peer's MSG_CONSENSUS_RESEND payload; False if it is malformed (the caller bans the peer)."""
+        if (not isinstance(payload, list) or len(payload) != 2 or payload[0] not in (MSG_VOTE, MSG_PROPOSAL)
+                or type(payload[1]) is not bytes):
+            return False
+        self.submit_message(sender, payload[1], payload[0])
+        return True
 
     def submit(self, event: Event) -> None:
         """An own input (block sync's CommitReceived, a timeout, Committed): never dropped."""
@@ -164,7 +176,7 @@ class ConsensusDriver:
         for height, round_, msg_type, payload in self._own:
             if height == self.engine.height and round_ >= self.engine.round - 1:
                 for peer in peers:
-                    sent += peer.send(msg_type, payload)
+                    sent += peer.send(MSG_CONSENSUS_RESEND, [msg_type, payload])
         return sent
 
     async def run_resend(self, get_peers: Callable[[], dict], resend_interval_s: float = 1.0) -> None:

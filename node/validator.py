@@ -44,11 +44,11 @@ from consensus.validators import ValidatorSet
 from consensus.wal import FileWAL
 from node.app import FRAME_OVERHEAD_BYTES, ChainApp, decode_certificate
 from node.config import NodeConfig, consensus_timeouts, parse_address, parse_peer
-from node.driver import WAL_FILE, ConsensusDriver, now_ms
+from node.driver import MSG_CONSENSUS_RESEND, WAL_FILE, ConsensusDriver, now_ms
 from node.home import DATA_DIR, WAL_DIR, Home, require_public_keys
 from node.mempool import Mempool
 from node.p2p.bans import BanList
-from node.p2p.connection import ConnectionConfig
+from node.p2p.connection import ConnectionConfig, Peer
 from node.p2p.dialer import Backoff
 from node.p2p.frames import Message
 from node.p2p.gossip import MSG_PROPOSAL, MSG_TX, MSG_VOTE
@@ -194,7 +194,10 @@ class Node:
     stop_event: asyncio.Event
 
 
-def build_node(home: Home, store: ChainStore, position: ConsensusPosition, tracing: Tracing = Tracing()) -> Node:
+def build_node(
+    home: Home, store: ChainStore, position: ConsensusPosition, tracing: Tracing = Tracing(),
+    stop_event: asyncio.Event | None = None,
+) -> Node:
     """Everything but the tasks: state, mempool, view, app, engine (restored from the WAL), P2P, sync, RPC."""
     require_public_keys(home)
     config = home.config
@@ -234,7 +237,7 @@ def build_node(home: Home, store: ChainStore, position: ConsensusPosition, traci
     switch = Switch(
         home.node_key, chain_id, deliver, validator_ids=[p.node_id for p in peer_addresses], config=connection,
         backoff=LOCAL_BACKOFF, bans=BanList(time.monotonic),
-        on_direct=lambda peer, message: holder["sync"].on_direct(peer, message),
+        on_direct=lambda peer, message: route_direct(holder["switch"], holder["driver"], holder["sync"], peer, message),
         on_connect=lambda peer: (holder["sync"].on_connect(peer), holder["driver"].resend_own([peer])))
     metrics.register_peers(PeerBytesCollector(lambda: switch.peers))
     driver = ConsensusDriver(
@@ -247,11 +250,23 @@ def build_node(home: Home, store: ChainStore, position: ConsensusPosition, traci
     app.on_commit.append(sync.publish_status)
     submitter = NodeSubmitter(mempool, lambda: app.state, lambda wire: switch.broadcast(MSG_TX, wire), metrics,
                               tracing)
-    holder.update(submitter=submitter, driver=driver, sync=sync)
+    holder.update(submitter=submitter, driver=driver, sync=sync, switch=switch)
     metrics.chain_height.set(state.height)
 
     rpc_app = make_rpc_app(view, config, hub, metrics, submitter, ready=lambda: not sync.is_behind())
-    return Node(home, store, app, driver, sync, switch, submitter, metrics, hub, rpc_app, wal, asyncio.Event())
+    return Node(home, store, app, driver, sync, switch, submitter, metrics, hub, rpc_app, wal,
+                stop_event if stop_event is not None else asyncio.Event())
+
+
+def route_direct(switch: Switch, driver: ConsensusDriver, sync: BlockSync, peer: Peer, message: Message) -> None:
+    """Direct messages: consensus re-sends to the driver (from validator peers only), the rest to sync."""
+    if message.type == MSG_CONSENSUS_RESEND:
+        if not switch.gossip.is_validator(peer.node_id):
+            return
+        if not driver.on_resend(peer.node_id, message.payload):
+            peer.disconnect("malformed consensus re-send", ban=True)
+        return
+    sync.on_direct(peer, message)
 
 
 def make_rpc_app(view: InMemoryChainView, config: NodeConfig, hub: Hub, metrics: NodeMetrics,
@@ -307,15 +322,30 @@ def run_node(home: Home) -> None:
 
 
 async def _main(home: Home, store: ChainStore, position: ConsensusPosition, tracing: Tracing) -> None:
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_event.set)
     if home.config.storage.state_sync and store.latest() is None:
         require_public_keys(home)
-        await run_state_sync(home, store, compute_validator_sets(home, 1)[0])
-    node = build_node(home, store, position, tracing)
+        if not await run_until_stopped(run_state_sync(home, store, compute_validator_sets(home, 1)[0]), stop_event):
+            log.info("stopped during state sync")
+            return
+    node = build_node(home, store, position, tracing, stop_event)
     try:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, node.stop_event.set)
         await serve_node(node)
         log.info("stopped cleanly")
     finally:
         node.wal.close()
+
+
+async def run_until_stopped(work, stop_event: asyncio.Event) -> bool:
+    """Run `work` unless `stop_event` is set first (then cancel it); True if it finished."""
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(work)
+        stopper = tg.create_task(stop_event.wait())
+        await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+        finished = task.done() and not task.cancelled()
+        task.cancel()
+        stopper.cancel()
+    return finished
