@@ -49,6 +49,7 @@ from consensus.validators import ValidatorSet
 from node.app import AppHashMismatch, ChainApp, decode_certificate
 from node.driver import ConsensusDriver
 from node.p2p.connection import Peer
+from node.p2p.errors import MessageTooLarge
 from node.p2p.frames import Message
 from node.storage import ChainStore
 from node.telemetry import NodeMetrics
@@ -101,7 +102,19 @@ def serve_blocks(store: ChainStore, peer: Peer, payload: object, max_bytes: int)
             break
         entries.append([height, wire, cert])
         size += len(wire) + len(cert)
-    peer.send(MSG_BLOCKS, entries)
+    send_fitting(peer, MSG_BLOCKS, entries)
+
+
+def send_fitting(peer: Peer, msg_type: int, entries: list) -> None:
+    """Send `entries`, dropping from the end until the message fits in one frame (an empty list at worst)."""
+    while True:
+        try:
+            peer.send(msg_type, entries)
+            return
+        except MessageTooLarge:
+            if not entries:
+                raise
+            entries = entries[:len(entries) // 2]
 
 
 def serve_snapshots(store: ChainStore, peer: Peer, payload: object) -> None:
@@ -122,7 +135,10 @@ def serve_chunk(store: ChainStore, peer: Peer, payload: object) -> None:
     total = max(1, -(-manifest.entry_count // CHUNK_ENTRIES))  # ceiling division of non-negative ints
     start = index * CHUNK_ENTRIES
     chunk = [[k, v] for k, v in islice(store.iterate_snapshot_entries(height), start, start + CHUNK_ENTRIES)]
-    peer.send(MSG_CHUNK, [height, index, total, chunk])
+    try:
+        peer.send(MSG_CHUNK, [height, index, total, chunk])
+    except MessageTooLarge:
+        peer.send(MSG_CHUNK, [height, index, 0, []])  # this snapshot cannot be served in these frames
 
 
 class BlockSync:

@@ -70,6 +70,7 @@ from stf.state import State, export_entries, initialize_state
 log = logging.getLogger("node")
 
 CHAIN_DIR = "chain"
+CERTIFICATE_BYTES_PER_VALIDATOR = 256  # one precommit in a commit certificate, with msgpack framing
 LOCAL_BACKOFF = Backoff(base_s=0.25, cap_s=5.0, stable_s=10.0)
 
 
@@ -208,7 +209,9 @@ def build_node(
     view = make_view(state, home)
     channels, publish_block = make_channels_and_publish(view)
     hub = Hub(channels)
-    max_block_bytes = min(MAX_BLOCK_BYTES, config.p2p.max_frame_bytes - FRAME_OVERHEAD_BYTES)
+    # a block travels whole in one frame: in a proposal, and with its certificate in a block sync answer
+    max_block_bytes = min(MAX_BLOCK_BYTES, config.p2p.max_frame_bytes - FRAME_OVERHEAD_BYTES
+                          - CERTIFICATE_BYTES_PER_VALIDATOR * len(home.validators))
     app = ChainApp(state, store, mempool, view, metrics, home.validator_key.address,
                    lambda block, result, messages: publish_block(hub, block, result, messages),
                    max_block_bytes, tracing=tracing)
