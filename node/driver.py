@@ -131,6 +131,7 @@ class ConsensusDriver:
                 if sender is not None:
                     self._peer_pending -= 1
                 self._step(lambda e, ev=event: e.handle(ev, now_ms()), sender)
+                await asyncio.sleep(0)  # Queue.get does not yield while items wait: let P2P and RPC run
         finally:
             for timer in self._timers:
                 timer.cancel()
