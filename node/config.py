@@ -32,7 +32,8 @@ Sections, keys and defaults (ranges are checked by `load_config`):
                  timeout_prevote_ms = 1000            base + timeout_delta_ms * round
                  timeout_precommit_ms = 1000
                  timeout_delta_ms = 500               0 .. 600000
-                 create_empty_blocks_interval_ms = 0  0 .. 3600000; 0 = propose an empty block at once
+                 create_empty_blocks_interval_ms = 1000  0 .. 3600000: wait before an empty block's height
+                                                      (0 = at once; with pending txs always at once)
     [mempool]    max_txs = 50000                      as node.mempool.MempoolLimits; per-sender caps
                  max_bytes = 67108864                 must not exceed the totals
                  max_txs_per_sender = 1000
@@ -109,7 +110,7 @@ class ConsensusSection:
     timeout_prevote_ms: int = 1000
     timeout_precommit_ms: int = 1000
     timeout_delta_ms: int = 500
-    create_empty_blocks_interval_ms: int = 0
+    create_empty_blocks_interval_ms: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
