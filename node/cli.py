@@ -118,7 +118,10 @@ def cmd_start(args: argparse.Namespace) -> int:
     except (AppHashMismatch, StorageError, ExceptionGroup) as exc:
         fatal = find_exception(exc, (AppHashMismatch, StorageError))
         if fatal is None:
-            raise
+            os_error = find_exception(exc, (OSError,))
+            if os_error is None:
+                raise
+            return fail(f"start: {os_error}")  # e.g. the P2P port is taken
         print(f"kabuto: error: {' '.join(str(fatal).split())}", file=sys.stderr)
         return EXIT_FATAL
     return EXIT_OK
