@@ -202,3 +202,16 @@ def test_home_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("KABUTO_HOME", str(tmp_path / "env-home"))
     assert run(capsys, "init")[0] == 0
     assert (tmp_path / "env-home" / CONFIG_FILE).is_file()
+
+
+def test_start_refuses_otlp_tracing_without_its_exporter(home: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    try:
+        import opentelemetry.exporter.otlp  # noqa: F401
+        pytest.skip("the OTLP exporter is installed here")
+    except ImportError:
+        pass
+    path = home / CONFIG_FILE
+    path.write_text(path.read_text().replace('tracing = "none"', 'tracing = "otlp"'))
+    code, _, err = run(capsys, "start", "--home", str(home))
+    assert code == EXIT_BAD_INPUT and "opentelemetry-exporter-otlp" in one_error_line(err)
