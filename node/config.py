@@ -8,8 +8,8 @@ Contract:
   or just the section) and whose `reason` says what is wrong: an unknown section or key (a misspelt key never
   falls back to its default silently), a wrong type (a bool is never an int), a value out of range, a bad
   `host:port` address or a bad `nodeid@host:port` peer. `str(error)` is one line: `path: field: reason`.
-- `render_config(config)` writes TOML by hand (flat tables of str, int, bool and lists of str only, every key
-  written) and `load_config` of its output gives back an equal `NodeConfig`.
+- `render_config(config)` writes TOML by hand (flat tables of str, int, bool, lists of str and the one inline
+  table `oracle.prices`, every key written) and `load_config` of its output gives back an equal `NodeConfig`.
 - This is node runtime config only: nothing here is consensus-relevant and the STF never reads it.
   Chain parameters live in the genesis document.
 
@@ -47,6 +47,13 @@ Sections, keys and defaults (ranges are checked by `load_config`):
                  tracing = "none"                     "none" | "console" | "otlp"
                  log_format = "json"                  "json" | "text"
                  log_level = "info"                   "debug" | "info" | "warning" | "error"
+    [oracle]     source = "none"                      "none" | "static" (node/oracle.py: this validator's price feed)
+                 interval_ms = 1000                   100 .. 3600000 between two submissions
+                 prices = {}                          static source: { "BTC-PERP" = "10000000", ... }, a market
+                                                      symbol to a positive integer price in its quote atoms per
+                                                      lot (an integer or a string of decimal digits); checked
+                                                      against genesis by `node.home.load_home` (known symbol, on
+                                                      the tick grid, interval below the market's oracle max age)
 
 Known limits: addresses are checked for form only (a host is not resolved, a port not probed); one
 `timeout_delta_ms` applies to all three steps (the engine's `TimeoutConfig` allows one per step).
@@ -66,6 +73,8 @@ NODE_ID_PATTERN = re.compile(r"[0-9a-fA-F]{40}")
 HOST_PATTERN = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
 MONIKER_PATTERN = re.compile(r"[\x20-\x7e]{1,64}")
 MIB = 1 << 20
+U64_MAX = (1 << 64) - 1
+SYMBOL_PATTERN = re.compile(r"[\x20-\x7e]{1,32}")  # a genesis market symbol: 1 to 32 ASCII characters
 
 
 class ConfigError(ValueError):
@@ -142,6 +151,13 @@ class TelemetrySection:
 
 
 @dataclass(frozen=True, slots=True)
+class OracleSection:
+    source: str = "none"
+    interval_ms: int = 1000
+    prices: tuple[tuple[str, int], ...] = ()   # (market symbol, price in quote atoms per lot), in file order
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     node: NodeSection = field(default_factory=NodeSection)
     p2p: P2PSection = field(default_factory=P2PSection)
@@ -150,6 +166,7 @@ class NodeConfig:
     mempool: MempoolSection = field(default_factory=MempoolSection)
     storage: StorageSection = field(default_factory=StorageSection)
     telemetry: TelemetrySection = field(default_factory=TelemetrySection)
+    oracle: OracleSection = field(default_factory=OracleSection)
 
 
 # --- value rules: each takes (value, field name) and returns the value to keep, or raises ConfigError ---
@@ -234,6 +251,28 @@ def peers(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def price_table(value: Any, where: str) -> tuple[tuple[str, int], ...]:
+    """`{ "SYMBOL" = price, ... }` -> ((symbol, price), ...); a price is a positive u64, as an integer or a string
+    of decimal digits."""
+    if not isinstance(value, dict):
+        raise ConfigError(where, f"must be a table of market symbol = price, got {value!r}")
+    prices = []
+    for symbol, raw in value.items():
+        key = f"{where}.{symbol}"
+        if not SYMBOL_PATTERN.fullmatch(symbol):
+            raise ConfigError(key, "must be a market symbol: 1 to 32 printable ASCII characters")
+        if isinstance(raw, str) and re.fullmatch(r"[0-9]{1,20}", raw):
+            price = int(raw)
+        elif type(raw) is int:
+            price = raw
+        else:
+            raise ConfigError(key, f"must be an integer price (or a string of decimal digits), got {raw!r}")
+        if not 1 <= price <= U64_MAX:
+            raise ConfigError(key, f"{price} is not a positive price (1 .. 2^64-1 quote atoms per lot)")
+        prices.append((symbol, price))
+    return tuple(prices)
+
+
 RULES: dict[str, tuple[type, dict[str, Rule]]] = {
     "node": (NodeSection, {
         "moniker": text(MONIKER_PATTERN, "1 to 64 printable ASCII characters"), "chain_id": chain_id}),
@@ -257,7 +296,12 @@ RULES: dict[str, tuple[type, dict[str, Rule]]] = {
     "telemetry": (TelemetrySection, {
         "metrics": boolean, "tracing": choice("none", "console", "otlp"), "log_format": choice("json", "text"),
         "log_level": choice("debug", "info", "warning", "error")}),
+    "oracle": (OracleSection, {
+        "source": choice("none", "static"), "interval_ms": integer(100, 3_600_000), "prices": price_table}),
 }
+
+# Fields written as one TOML inline table of strings (every other field is a scalar or a list of strings).
+INLINE_TABLES = frozenset({"oracle.prices"})
 
 # (field, the field it must not exceed), checked after every value passed its own rule.
 BOUNDS = (
@@ -288,6 +332,8 @@ def _check_across(config: NodeConfig) -> None:
             raise ConfigError(name, f"{_lookup(config, name)} exceeds {bound} ({_lookup(config, bound)})")
     if parse_address(config.rpc.listen, "rpc.listen") == parse_address(config.p2p.listen, "p2p.listen"):
         raise ConfigError("rpc.listen", f"{config.rpc.listen!r} is also p2p.listen")
+    if config.oracle.source == "static" and not config.oracle.prices:
+        raise ConfigError("oracle.prices", "a static source needs at least one market's price")
 
 
 def config_from_dict(doc: dict) -> NodeConfig:
@@ -352,13 +398,23 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
+def _toml_inline_table(pairs: tuple[tuple[str, int], ...]) -> str:
+    """`{ "key" = "value", ... }`: values as decimal strings, which also carry integers beyond TOML's i64."""
+    if not pairs:
+        return "{}"
+    return "{ " + ", ".join(f"{_toml_string(key)} = {_toml_string(str(value))}" for key, value in pairs) + " }"
+
+
 def render_config(config: NodeConfig) -> str:
     """Every section and key, in schema order; `parse_config(render_config(c)) == c`."""
     lines = ["# Kabuto node configuration (node runtime only; chain parameters live in genesis.json)."]
     for name in RULES:
         section = getattr(config, name)
         lines += ["", f"[{name}]"]
-        lines += [f"{f.name} = {_toml_value(getattr(section, f.name))}" for f in fields(section)]
+        for f in fields(section):
+            value = getattr(section, f.name)
+            rendered = _toml_inline_table(value) if f"{name}.{f.name}" in INLINE_TABLES else _toml_value(value)
+            lines.append(f"{f.name} = {rendered}")
     return "\n".join(lines) + "\n"
 
 

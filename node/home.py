@@ -21,7 +21,8 @@ Contract:
 - `reset_home(home)` deletes `data/` and `wal/` and recreates them empty; keys, config, genesis and
   validators.json are kept. It refuses a directory without `config.toml`, so a wrong path wipes nothing.
 - `load_home(home)` reads and checks everything `start` needs: config, genesis, validators.json and both keys,
-  and that the config's chain id is the genesis chain id. Every refusal is one line naming the file, the field
+  that the config's chain id is the genesis chain id, and a static oracle source's prices against the genesis
+  markets (`node.oracle.resolve_static_prices`). Every refusal is one line naming the file, the field
   and the reason: `ConfigError`, `KeyFileError`, `HomeError`, or `HomeError` wrapping `InvalidGenesis`.
 - `make_localnet(base_dir, validators=4, base_port=26600, chain_id)` creates `base_dir/node0 .. node{N-1}`.
   Node i listens for P2P on 127.0.0.1:`base_port + 2i` and for RPC on 127.0.0.1:`base_port + 2i + 1`, lists every
@@ -47,6 +48,7 @@ from node.config import (
     parse_config, render_config,
 )
 from node.keys import NODE_KEY_FILE, VALIDATOR_KEY_FILE, generate_key, load_key, node_id
+from node.oracle import resolve_static_prices
 from stf.crypto import PrivateKey, compute_address
 from stf.errors import InvalidGenesis
 from stf.params import GenesisConfig
@@ -256,6 +258,8 @@ def load_home(home: str | Path) -> Home:
     if genesis.params.chain_id != config.node.chain_id:
         raise ConfigError("node.chain_id", f"is {config.node.chain_id!r} but {GENESIS_FILE} says "
                                            f"{genesis.params.chain_id!r}", str(home / CONFIG_FILE))
+    if config.oracle.source == "static":
+        resolve_static_prices(config, genesis, str(home / CONFIG_FILE))
     validators = load_validators(home / VALIDATORS_FILE)
     node_key = load_key(home / NODE_KEY_FILE)
     validator_key = load_key(home / VALIDATOR_KEY_FILE)

@@ -17,6 +17,7 @@ Metrics (all on the registry that `/metrics` of the node's RPC server exposes, n
 | `kabuto_p2p_sent_bytes_total` / `_received_bytes_total` | counter | wire bytes, frames included, of connected peers |
 | `kabuto_blocksync_blocks_total`        | counter   | blocks applied through block sync                         |
 | `kabuto_consensus_rounds_total`        | counter   | rounds entered after round 0 (a proxy for failed rounds)  |
+| `kabuto_oracle_submissions_total`      | counter   | oracle feeder attempts by `result` (node/oracle.py)       |
 
 Peer byte counters are read from the live connections when scraped, plus what closed connections had sent;
 a counter never decreases.
@@ -92,6 +93,8 @@ class NodeMetrics:
         self.admissions = Counter("kabuto_mempool_admissions", "admission results by code", ["code"], registry=r)
         self.blocksync_blocks = Counter("kabuto_blocksync_blocks", "blocks applied through block sync", registry=r)
         self.rounds = Counter("kabuto_consensus_rounds", "rounds entered after round 0", registry=r)
+        self.oracle_submissions = Counter("kabuto_oracle_submissions", "oracle price submissions by result",
+                                          ["result"], registry=r)
         self._last_commit: float | None = None
 
     def register_peers(self, collector: PeerBytesCollector) -> None:

@@ -12,10 +12,13 @@ Start-up, in order (resources open in this order and close in reverse):
    current height), the consensus WAL (`<home>/wal/consensus.wal`) and `Engine.restore` at stored height + 1,
    so a restarted validator re-derives its round state and never signs twice;
 5. one `asyncio.TaskGroup`: the P2P switch (listener and one dialer per configured peer), the consensus driver,
-   block sync, the RPC server (aiohttp, `rpc.server.make_app`) and the stop watcher.
+   block sync, the oracle feeder when `[oracle] source` is not "none" (node/oracle.py: this validator's signed
+   prices through `NodeSubmitter.submit`, like an RPC submission), the RPC server (aiohttp,
+   `rpc.server.make_app`) and the stop watcher.
 
 Stop: SIGINT or SIGTERM sets the stop event; the watcher closes every peer gracefully (the switch returns),
-cancels the driver and block sync, then the RPC server closes its WebSockets, and the WAL and the store are closed.
+cancels the driver, block sync and the oracle feeder, then the RPC server closes its WebSockets, and the WAL and
+the store are closed.
 A fatal error (`AppHashMismatch`, a storage error) propagates out of the TaskGroup after the same cleanup.
 
 P2P policy: consensus messages are accepted from the node ids of the configured peers (`[p2p] peers`); the
@@ -47,6 +50,7 @@ from node.config import NodeConfig, consensus_timeouts, parse_address, parse_pee
 from node.driver import MSG_CONSENSUS_RESEND, WAL_FILE, ConsensusDriver, now_ms
 from node.home import DATA_DIR, WAL_DIR, Home, require_public_keys
 from node.mempool import Mempool
+from node.oracle import OracleFeeder, make_oracle_feeder
 from node.p2p.bans import BanList
 from node.p2p.connection import ConnectionConfig, Peer
 from node.p2p.dialer import Backoff
@@ -193,6 +197,7 @@ class Node:
     rpc_app: web.Application
     wal: FileWAL
     stop_event: asyncio.Event
+    oracle: OracleFeeder | None = None
 
 
 def build_node(
@@ -255,10 +260,12 @@ def build_node(
                               tracing)
     holder.update(submitter=submitter, driver=driver, sync=sync, switch=switch)
     metrics.chain_height.set(state.height)
+    oracle = make_oracle_feeder(config, home.genesis, home.validator_key, submitter.submit, lambda: app.state,
+                                lambda tx_hash: tx_hash in mempool, metrics, now_ms)
 
     rpc_app = make_rpc_app(view, config, hub, metrics, submitter, ready=lambda: not sync.is_behind())
     return Node(home, store, app, driver, sync, switch, submitter, metrics, hub, rpc_app, wal,
-                stop_event if stop_event is not None else asyncio.Event())
+                stop_event if stop_event is not None else asyncio.Event(), oracle)
 
 
 def route_direct(switch: Switch, driver: ConsensusDriver, sync: BlockSync, peer: Peer, message: Message) -> None:
@@ -297,6 +304,8 @@ async def serve_node(node: Node) -> None:
             workers = [tg.create_task(node.driver.run(), name="consensus"),
                        tg.create_task(node.driver.run_resend(lambda: node.switch.peers), name="resend"),
                        tg.create_task(node.sync.run(), name="blocksync")]
+            if node.oracle is not None:
+                workers.append(tg.create_task(node.oracle.run(), name="oracle"))
             log.info("node started", extra={"fields": {
                 "chain_id": node.home.genesis.params.chain_id, "p2p": f"{p2p_host}:{node.switch.port}",
                 "rpc": f"{rpc_host}:{rpc_port}", "chain_height": node.app.height, "peers": len(peers)}})

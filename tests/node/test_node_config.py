@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from genesis import localnet_genesis, minimal_genesis
+from genesis import localnet_genesis, minimal_genesis, perp_genesis
 from node.config import (
-    RULES, ConfigError, ConsensusSection, NodeConfig, NodeSection, P2PSection, load_config, parse_config,
-    render_config,
+    RULES, ConfigError, ConsensusSection, NodeConfig, NodeSection, OracleSection, P2PSection, load_config,
+    parse_config, render_config,
 )
 from node.home import (
     CONFIG_FILE, DATA_DIR, GENESIS_FILE, VALIDATORS_FILE, WAL_DIR, HomeError, init_home, load_home,
@@ -25,6 +25,7 @@ from stf.crypto import compute_address
 
 PEER_A = "ab" * 20 + "@10.0.0.1:26656"
 PEER_B = "CD" * 20 + "@[::1]:26656"
+ONE = [("11" * 20, 10)]  # a genesis validator set (perp markets need one)
 
 
 def refusal(text: str) -> ConfigError:
@@ -44,6 +45,7 @@ def test_every_field_round_trips(tmp_path: Path) -> None:
         node=NodeSection(moniker='odd "name" \\ here', chain_id="kabuto-7"),
         p2p=P2PSection(listen="[::]:1", peers=(PEER_A, PEER_B), max_frame_bytes=256, ban_seconds=0),
         consensus=ConsensusSection(1, 2, 3, 0, 4),
+        oracle=OracleSection("static", 100, (("BTC-PERP", 10_000_000), ('odd "sym" \\', (1 << 64) - 1))),
     )
     path = tmp_path / "config.toml"
     path.write_text(render_config(config))
@@ -180,6 +182,48 @@ def test_invalid_per_sender_above_total(key: str, total: str) -> None:
 def test_invalid_rpc_on_p2p_address() -> None:
     error = refusal('[p2p]\nlisten = "127.0.0.1:9000"\n[rpc]\nlisten = "127.0.0.1:9000"\n')
     assert error.field == "rpc.listen"
+
+
+def test_oracle_prices_as_integers_or_decimal_strings() -> None:
+    config = parse_config('[oracle]\nsource = "static"\nprices = { "BTC-PERP" = "10000000", "ETH-PERP" = 4000000 }\n')
+    assert config.oracle == OracleSection("static", 1000, (("BTC-PERP", 10_000_000), ("ETH-PERP", 4_000_000)))
+    assert 'prices = { "BTC-PERP" = "10000000", "ETH-PERP" = "4000000" }' in render_config(config)
+    assert "prices = {}" in render_config(NodeConfig())
+
+
+def test_invalid_oracle_source() -> None:
+    error = refusal('[oracle]\nsource = "chainlink"\n')
+    assert error.field == "oracle.source" and "'static'" in error.reason
+
+
+@pytest.mark.parametrize("value", ["99", "3600001", '"1000"'])
+def test_invalid_oracle_interval(value: str) -> None:
+    assert refusal(f"[oracle]\ninterval_ms = {value}\n").field == "oracle.interval_ms"
+
+
+def test_invalid_oracle_prices_not_a_table() -> None:
+    assert refusal('[oracle]\nprices = ["BTC-PERP"]\n').field == "oracle.prices"
+
+
+@pytest.mark.parametrize("value,reason", [
+    ("0", "not a positive price"), ('"0"', "not a positive price"), ("-5", "not a positive price"),
+    ('"1.5"', "must be an integer price"), ('"1e6"', "must be an integer price"), ("1.5", "must be an integer price"),
+    ('""', "must be an integer price"), ("true", "must be an integer price"),
+    ('"18446744073709551616"', "not a positive price"),
+])
+def test_invalid_oracle_price(value: str, reason: str) -> None:
+    error = refusal(f'[oracle]\nprices = {{ "BTC-PERP" = {value} }}\n')
+    assert error.field == "oracle.prices.BTC-PERP" and reason in error.reason
+
+
+def test_invalid_oracle_price_symbol() -> None:
+    error = refusal(f'[oracle]\nprices = {{ "{"X" * 33}" = 1 }}\n')
+    assert error.field == f"oracle.prices.{'X' * 33}" and "market symbol" in error.reason
+
+
+def test_invalid_static_oracle_without_prices() -> None:
+    error = refusal('[oracle]\nsource = "static"\n')
+    assert error.field == "oracle.prices" and "at least one" in error.reason
 
 
 def test_invalid_file_names_path(tmp_path: Path) -> None:
@@ -389,6 +433,39 @@ def test_invalid_validators_file(tmp_path: Path, text: str, field: str | None) -
     with pytest.raises(HomeError) as info:
         load_validators(path)
     assert info.value.field == field
+
+
+def write_oracle(home: Path, text: str) -> None:
+    config = (home / CONFIG_FILE).read_text()
+    (home / CONFIG_FILE).write_text(config[:config.index("[oracle]")] + "[oracle]\n" + text)
+
+
+@pytest.mark.parametrize("text,field,reason", [
+    ('source = "static"\nprices = { "SOL-PERP" = 100 }\n', "oracle.prices.SOL-PERP", "no market 'SOL-PERP' in genesis"),
+    ('source = "static"\nprices = { "BTC-PERP" = "10000050" }\n', "oracle.prices.BTC-PERP", "tick grid"),
+    ('source = "static"\ninterval_ms = 60000\nprices = { "ETH-PERP" = 10 }\n', "oracle.interval_ms", "stale"),
+])
+def test_load_home_refuses_static_prices_the_genesis_cannot_take(
+    tmp_path: Path, text: str, field: str, reason: str,
+) -> None:
+    home = init_home(tmp_path / "h", "kabuto-test", genesis_doc=perp_genesis("kabuto-test", validators=ONE)).path
+    write_oracle(home, text)
+    with pytest.raises(ConfigError) as info:
+        load_home(home)
+    assert (info.value.field, reason in info.value.reason) == (field, True)
+    assert str(info.value).startswith(f"{home / CONFIG_FILE}: {field}: ")
+
+
+def test_load_home_ignores_prices_without_a_static_source(tmp_path: Path) -> None:
+    home = init_home(tmp_path / "h", "kabuto-test").path
+    write_oracle(home, 'source = "none"\nprices = { "SOL-PERP" = 100 }\n')
+    assert load_home(home).config.oracle.source == "none"
+
+
+def test_load_home_takes_static_prices_on_the_grid(tmp_path: Path) -> None:
+    home = init_home(tmp_path / "h", "kabuto-test", genesis_doc=perp_genesis("kabuto-test", validators=ONE)).path
+    write_oracle(home, 'source = "static"\nprices = { "ETH-PERP" = "4000010", "BTC-USD" = 7 }\n')
+    assert load_home(home).config.oracle.prices == (("ETH-PERP", 4_000_010), ("BTC-USD", 7))
 
 
 def test_load_home_refuses_chain_id_mismatch(tmp_path: Path) -> None:
