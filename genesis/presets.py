@@ -37,9 +37,20 @@ def minimal_genesis(
     }
 
 
-def localnet_genesis(chain_id: str = "kabuto-localnet", balances: list[tuple[str, int, int]] = ()) -> dict:
-    """The localnet chain: the minimal markets with the faucet on, so wallets can fund themselves."""
-    return minimal_genesis(chain_id, balances, faucet=True)
+def localnet_genesis(
+    chain_id: str = "kabuto-localnet", balances: list[tuple[str, int, int]] = (),
+    validators: list[tuple[str, int]] = (),
+) -> dict:
+    """The localnet chain: the minimal markets with the faucet on, so wallets can fund themselves. Given its
+    validators (address hex, power), also the perp markets of `perp_markets()`, settled in USD (asset 0), with an
+    insurance fund account left empty; perp markets need validators to feed their oracle, so a chain without
+    validators has the spot markets only (node/home.py writes the validator set in)."""
+    if not validators:
+        return minimal_genesis(chain_id, balances, faucet=True)
+    doc = minimal_genesis(chain_id, balances, faucet=True, collateral_asset=0, insurance_account=INSURANCE_ACCOUNT)
+    doc["perp_markets"] = perp_markets()
+    doc["validators"] = [{"address": address, "power": power} for address, power in validators]
+    return doc
 
 
 def perp_markets() -> list[dict]:

@@ -16,8 +16,10 @@ Contract:
   defaults to `genesis.presets.localnet_genesis(chain_id)`; a given one is validated first and its chain id must
   equal `chain_id`. It refuses (HomeError) a home that already holds any of the files above, unless `force`:
   then config, genesis and validators.json are rewritten, but an existing key is NEVER overwritten (a missing
-  one is generated). A one-node home lists its own validator key with power 10 in validators.json, and the same
-  (address, power) in the genesis `validators` field (the set the STF's oracle weighs).
+  one is generated). A one-node home lists its own validator key with power 10 in validators.json, and the default
+  genesis is `localnet_genesis(chain_id, validators=[that (address, power)])`: the genesis `validators` field is
+  the set the STF's oracle weighs, and with it the localnet preset adds its perp markets. Its config has
+  `[oracle] source = "none"` (no price feed: perp orders are refused until an oracle feeds them).
 - `reset_home(home)` deletes `data/` and `wal/` and recreates them empty; keys, config, genesis and
   validators.json are kept. It refuses a directory without `config.toml`, so a wrong path wipes nothing.
 - `load_home(home)` reads and checks everything `start` needs: config, genesis, validators.json and both keys,
@@ -27,8 +29,10 @@ Contract:
 - `make_localnet(base_dir, validators=4, base_port=26600, chain_id)` creates `base_dir/node0 .. node{N-1}`.
   Node i listens for P2P on 127.0.0.1:`base_port + 2i` and for RPC on 127.0.0.1:`base_port + 2i + 1`, lists every
   other node as a peer `nodeid@127.0.0.1:port`, and every home holds the same genesis.json and validators.json,
-  byte for byte. Localnet consensus timeouts are short (`LOCALNET_CONSENSUS`: about 150 ms between blocks at
-  idle on loopback).
+  byte for byte (`localnet_genesis` with every node's validator key, power 10: spot and perp markets). Localnet
+  consensus timeouts are short (`LOCALNET_CONSENSUS`: about 150 ms between blocks at idle on loopback), and every
+  node feeds the oracle from a static source (`LOCALNET_ORACLE`: BTC-PERP at $100,000 and ETH-PERP at $4,000,
+  each second).
 
 Why validators.json beside genesis.json: consensus verifies votes with each validator's public key, and the
 genesis `validators` field holds (address, power) only. An entry may omit `public_key` (a set written for
@@ -44,8 +48,8 @@ from pathlib import Path
 from genesis import localnet_genesis, validate_genesis
 from genesis.document import load_genesis_file
 from node.config import (
-    ConfigError, ConsensusSection, NodeConfig, NodeSection, P2PSection, RpcSection, StorageSection, load_config,
-    parse_config, render_config,
+    ConfigError, ConsensusSection, NodeConfig, NodeSection, OracleSection, P2PSection, RpcSection, StorageSection,
+    load_config, parse_config, render_config,
 )
 from node.keys import NODE_KEY_FILE, VALIDATOR_KEY_FILE, generate_key, load_key, node_id
 from node.oracle import resolve_static_prices
@@ -66,6 +70,9 @@ LOCALNET_HOST = "127.0.0.1"
 LOCALNET_CONSENSUS = ConsensusSection(
     timeout_propose_ms=400, timeout_prevote_ms=150, timeout_precommit_ms=150, timeout_delta_ms=100,
     create_empty_blocks_interval_ms=150)
+# Every localnet validator feeds fixed prices (genesis.presets.perp_markets units): $100,000 per BTC, $4,000 per ETH.
+LOCALNET_ORACLE = OracleSection(
+    source="static", interval_ms=1000, prices=(("BTC-PERP", 10_000_000), ("ETH-PERP", 4_000_000)))
 
 
 class HomeError(ValueError):
@@ -111,9 +118,9 @@ def encode_validators(validators: list[Validator]) -> str:
     return json.dumps(rows, indent=2) + "\n"
 
 
-def with_genesis_validators(doc: dict, validators: list[Validator]) -> dict:
-    """`doc` with its `validators` field set to the (address, power) of `validators`."""
-    return {**doc, "validators": [{"address": v.address.hex(), "power": v.power} for v in validators]}
+def localnet_genesis_for(chain_id: str, validators: list[Validator]) -> dict:
+    """The localnet preset with `validators` as its genesis validator set (and so its perp markets)."""
+    return localnet_genesis(chain_id, validators=[(v.address.hex(), v.power) for v in validators])
 
 
 def require_public_keys(home: "Home") -> None:
@@ -204,7 +211,7 @@ def init_home(
     _, validator_key = _write_home(home, config, encode_genesis(doc), force)
     validators = [Validator(validator_key.address, DEFAULT_POWER, validator_key.public_key)]
     if genesis_doc is None:
-        doc = _checked_genesis(with_genesis_validators(doc, validators), chain_id)
+        doc = _checked_genesis(localnet_genesis_for(chain_id, validators), chain_id)
         (home / GENESIS_FILE).write_text(encode_genesis(doc))
     (home / VALIDATORS_FILE).write_text(encode_validators(validators))
     return load_home(home)
@@ -291,8 +298,7 @@ def make_localnet(
              for i, (node_key, _) in enumerate(keys)]
     validators = [Validator(vk.address, DEFAULT_POWER, vk.public_key) for _, vk in keys]
     validators_text = encode_validators(validators)
-    genesis_text = encode_genesis(_checked_genesis(
-        with_genesis_validators(localnet_genesis(chain_id), validators), chain_id))
+    genesis_text = encode_genesis(_checked_genesis(localnet_genesis_for(chain_id, validators), chain_id))
     for i, (home, config) in enumerate(zip(homes, configs)):
         others = tuple(peer for j, peer in enumerate(peers) if j != i)
         final = replace(config, p2p=replace(config.p2p, peers=others))
@@ -310,4 +316,5 @@ def _localnet_config(index: int, base_port: int, chain_id: str) -> NodeConfig:
         rpc=RpcSection(listen=f"{LOCALNET_HOST}:{rpc_port}", rate_per_s=1000, rate_burst=2000),
         consensus=LOCALNET_CONSENSUS,
         storage=StorageSection(snapshot_interval=1000, sync=False),
+        oracle=LOCALNET_ORACLE,
     )

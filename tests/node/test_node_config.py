@@ -331,8 +331,10 @@ def test_init_home_layout(tmp_path: Path) -> None:
     assert names == sorted([CONFIG_FILE, GENESIS_FILE, VALIDATORS_FILE, "node_key.json", "validator_key.json",
                             DATA_DIR, WAL_DIR])
     assert home.config.node == NodeSection("alpha", "kabuto-test")
-    own = [{"address": home.validator_key.address.hex(), "power": 10}]
-    assert json.loads((home.path / GENESIS_FILE).read_text()) == {**localnet_genesis("kabuto-test"), "validators": own}
+    own = [(home.validator_key.address.hex(), 10)]
+    assert json.loads((home.path / GENESIS_FILE).read_text()) == localnet_genesis("kabuto-test", validators=own)
+    assert [m.symbol for m in home.genesis.perp_markets] == ["BTC-PERP", "ETH-PERP"]  # valid: it has a validator
+    assert home.config.oracle == OracleSection()  # no price feed unless the operator configures one
     assert [v.address for v in home.validators] == [home.validator_key.address]
     assert [v.public_key for v in home.validators] == [home.validator_key.public_key]
     assert home.node_key.public_key != home.validator_key.public_key
@@ -433,6 +435,15 @@ def test_invalid_validators_file(tmp_path: Path, text: str, field: str | None) -
     with pytest.raises(HomeError) as info:
         load_validators(path)
     assert info.value.field == field
+
+
+def test_localnet_feeds_the_oracle_of_its_perp_markets(tmp_path: Path) -> None:
+    homes = make_localnet(tmp_path / "net", validators=2)
+    for home in map(load_home, homes):
+        assert home.config.oracle == OracleSection("static", 1000, (("BTC-PERP", 10_000_000), ("ETH-PERP", 4_000_000)))
+        assert [m.symbol for m in home.genesis.perp_markets] == ["BTC-PERP", "ETH-PERP"]
+        assert sorted(a for a, _ in home.genesis.validators) == sorted(v.address for v in home.validators)
+        assert home.genesis.params.collateral_asset == 0 and home.genesis.params.faucet_enabled
 
 
 def write_oracle(home: Path, text: str) -> None:

@@ -1,7 +1,10 @@
 """The oracle feeder (node/oracle.py): the transaction it builds (ids ascending, tick grid, nonces strictly
-increasing and inside the chain's window) and when it holds back."""
+increasing and inside the chain's window), when it holds back, and a real 4-validator localnet whose perp
+markets are priced by its validators' static sources and take a perp order."""
 
 import asyncio
+import time
+from pathlib import Path
 
 from genesis import perp_genesis, validate_genesis
 from node.mempool import Mempool
@@ -10,10 +13,12 @@ from node.oracle import (
 )
 from node.telemetry import NodeMetrics
 from node.validator import NodeSubmitter
+from rpc.client.wallet import Wallet, collateral_transfer, faucet, place
 from stf.block import apply_block, make_block
 from stf.crypto import PrivateKey
 from stf.state import State, initialize_state
 from stf.tx import OraclePrice, decode_transaction
+from test_node_network import Net, call_rpc, wait_for
 
 CHAIN = "kabuto-localnet"
 VALIDATOR = PrivateKey(bytes([7]) * 32)
@@ -141,3 +146,41 @@ def test_feeder_awaits_an_async_source() -> None:
     feeder, _, _, gossiped = make_feeder(state, source, Clock(state.time_ms + 1000))
     asyncio.run(feeder.step())
     assert decode_transaction(gossiped[0]).actions == (OraclePrice(((ETH_PERP, 4_000_000),)),)
+
+
+# --- a real localnet -----------------------------------------------------------------------------------------
+
+def perp_prices(port: int) -> dict[str, tuple[str, str]] | None:
+    answer = call_rpc(port, "markets")
+    if answer is None:
+        return None
+    return {m["symbol"]: (m["perp"]["oracle_price"], m["perp"]["mark_price"])
+            for m in answer["markets"] if m["kind"] == "perp"}
+
+
+def test_node_localnet_validators_price_the_perps_and_a_perp_order_rests(tmp_path: Path) -> None:
+    net = Net(tmp_path / "net", 4)
+    try:
+        started = time.monotonic()
+        for i in range(4):
+            net.start(i)
+        expected = {"BTC-PERP": ("10000000", "10000000"), "ETH-PERP": ("4000000", "4000000")}
+        assert wait_for(lambda: perp_prices(net.rpc_port(0)) == expected, 20), (perp_prices(net.rpc_port(0)),
+                                                                               net.log(0))
+        print(f"perps priced {time.monotonic() - started:.2f} s after start")
+        assert perp_prices(net.rpc_port(3)) == expected or wait_for(
+            lambda: perp_prices(net.rpc_port(3)) == expected, 5)
+
+        trader = Wallet(PrivateKey(bytes([9]) * 32), CHAIN)
+        signed = trader.sign(faucet(0, 10_000 * 10**6), collateral_transfer(10_000 * 10**6),
+                             place(BTC_PERP, True, 9_900_000, 2, client_id=7))
+        answer = call_rpc(net.rpc_port(1), "broadcast_tx_sync", {"tx": signed.wire.hex()}, timeout=5)
+        assert answer is not None and answer["code"] == "ok", answer
+        assert wait_for(lambda: call_rpc(net.rpc_port(2), "tx", {"hash": signed.hash.hex()}) is not None, 10)
+        receipt = call_rpc(net.rpc_port(2), "tx", {"hash": signed.hash.hex()})["tx_result"]
+        assert [r["code"] for r in receipt["results"]] == [0, 0, 0], receipt
+        orders = call_rpc(net.rpc_port(2), "open_orders", {"address": trader.address.hex()})["orders"]
+        assert len(orders) == 1 and orders[0]["market"] == BTC_PERP, orders
+        assert 'kabuto_oracle_submissions_total{result="ok"}' in net.metrics(3)
+    finally:
+        net.kill_all()
