@@ -8,6 +8,7 @@ from typing import Any
 from stf.constants import ADDRESS_LEN, MAX_CHAIN_ID_LEN
 from stf.errors import InvalidGenesis
 from stf.params import AssetParams, ChainParams, GenesisConfig, GovernanceParams, PerpMarketParams, SpotMarketParams
+from stf.perp_math import HOUR_MS, RATE_LIMIT
 from stf.units import BPS_DENOMINATOR, U64_MAX
 
 CHAIN_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -26,8 +27,6 @@ PERP_MARKET_FIELDS = (
     "max_open_interest_lots", "liquidation_fee_bps", "liquidation_slippage_bps", "liquidation_chunk_notional",
 )
 GOVERNANCE_FIELDS = ("keys", "threshold")
-HOUR_MS = 3_600_000
-RATE_LIMIT = 10**9  # 100 % in billionths
 ASSET_FIELDS = ("id", "symbol", "decimals")
 SPOT_MARKET_FIELDS = (
     "id", "symbol", "base_asset", "quote_asset", "tick_size", "lot_size", "min_size_lots", "maker_fee_bps",

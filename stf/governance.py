@@ -27,6 +27,7 @@ from stf.constants import ADDRESS_LEN
 from stf.errors import ResultCode
 from stf.events import REASON_CANCELLED, GovernanceEvent, OrderDone
 from stf.params import PerpMarketParams, SpotMarketParams
+from stf.perp_math import HOUR_MS, RATE_LIMIT
 from stf.receipts import ActionResult
 from stf.spot import compute_order_hold
 from stf.state import (
@@ -51,8 +52,6 @@ SETTABLE_PERP = SETTABLE_COMMON + (
     "liquidation_chunk_notional", "liquidation_fee_bps", "liquidation_slippage_bps", "margin_tiers",
     "mark_ema_ms", "max_open_interest_lots",
 )
-HOUR_MS = 3_600_000
-RATE_LIMIT = 10**9  # 100 % in billionths, the bound genesis enforces too
 SPOT_MARKET_FIELD_COUNT = 12
 
 

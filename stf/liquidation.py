@@ -38,7 +38,7 @@ from stf.positions import (
 from stf.spot import expire_resting, match
 from stf.state import Account, Market, Position, State, allocate_seq, get_account, get_leverage
 from stf.tx import TIF_IOC
-from stf.units import BPS_DENOMINATOR, compute_fee
+from stf.units import compute_fee
 
 
 def is_liquidatable_market(state: State, market: Market) -> bool:

@@ -22,7 +22,7 @@ from stf.events import (
 from stf.margin import TRANSFER_MARGIN_BPS, compute_initial, compute_max_leverage
 from stf.oracle import is_oracle_fresh
 from stf.perp_math import (
-    compute_book_premium_sample, compute_ema_step, compute_funding_index_delta,
+    HOUR_MS, compute_average_from_sums, compute_book_premium_sample, compute_ema_step, compute_funding_index_delta,
     compute_funding_payment, compute_hourly_funding_rate, compute_impact_mid, compute_impact_price,
     compute_mark_price, compute_premium_sample,
 )
@@ -39,7 +39,6 @@ from stf.tx import TIF_GTC, TIF_IOC, CancelTrigger, CollateralTransfer, Isolated
 from stf.units import BPS_DENOMINATOR
 
 R = ResultCode
-HOUR_MS = 3_600_000
 
 
 def get_perp_market(state: State, market_id: int) -> tuple[Market | None, ResultCode]:
@@ -86,14 +85,10 @@ def process_set_leverage(state: State, events: list, account: Account, action: S
         if position.is_cross != action.is_cross:
             return ActionResult(R.POSITION_OPEN)
         if position.is_cross:
-            old = account.leverage.get(market_id)
-            account.leverage[market_id] = (action.leverage, True)
             equity, initial, _, _ = compute_cross_summary(state, account)
+            current = get_leverage(market, account)[0]
+            initial += compute_initial(notional, action.leverage) - compute_initial(notional, current)
             if equity < initial:
-                if old is None:
-                    del account.leverage[market_id]
-                else:
-                    account.leverage[market_id] = old
                 return ActionResult(R.INSUFFICIENT_MARGIN)
         elif compute_isolated_equity(market, position) < compute_initial(notional, action.leverage):
             return ActionResult(R.INSUFFICIENT_MARGIN)
@@ -209,9 +204,7 @@ def process_mark_price(state: State, market: Market) -> None:
 def compute_interval_rate(market: Market) -> tuple[int, int]:
     """(rate for the whole funding interval, average premium), both in RATE_SCALE."""
     p = market.params
-    total = market.premium_time_ms
-    premium = market.premium_sum
-    average = 0 if total == 0 else (premium // total if premium >= 0 else -((-premium) // total))  # toward zero
+    average = compute_average_from_sums(market.premium_sum, market.premium_time_ms)
     hourly = compute_hourly_funding_rate(average, p.funding_interest_rate, p.funding_clamp_rate, p.funding_cap_hourly)
     return hourly * (p.funding_interval_ms // HOUR_MS), average
 

@@ -49,7 +49,9 @@ from math import gcd, lcm
 from stf.units import Atoms, PriceQuote, SizeLots, div_ceil
 
 RATE_SCALE = 10**9
+RATE_LIMIT = RATE_SCALE  # 100 %: the bound of every configured funding rate (interest, clamp, hourly cap)
 FUNDING_HOURS_PER_PERIOD = 8
+HOUR_MS = 3_600_000  # funding intervals are whole numbers of hours
 
 MarginTiers = tuple[tuple[int, int], ...]
 BookLevels = Sequence[tuple[int, int]]
@@ -270,10 +272,14 @@ def validate_premium_samples(samples: Sequence[tuple[int, int]]) -> None:
 def compute_average_premium(samples: Sequence[tuple[int, int]]) -> int:
     """Time-weighted average of (premium, duration_ms) samples: sum(P_i * dt_i) over sum(dt_i), toward zero;
     0 when no time has elapsed (no premium observed)."""
-    total_ms = sum(duration_ms for _, duration_ms in samples)
-    if total_ms == 0:
-        return 0
-    return _div_toward_zero(sum(premium * duration_ms for premium, duration_ms in samples), total_ms)
+    return compute_average_from_sums(sum(premium * duration_ms for premium, duration_ms in samples),
+                                     sum(duration_ms for _, duration_ms in samples))
+
+
+def compute_average_from_sums(weighted_sum: int, total_ms: int) -> int:
+    """The time-weighted average kept as running sums (sum of P_i * dt_i, sum of dt_i): toward zero, 0 when no
+    time has elapsed."""
+    return 0 if total_ms == 0 else _div_toward_zero(weighted_sum, total_ms)
 
 
 def validate_funding_parameters(interest_rate: int, clamp_rate: int, cap_hourly: int) -> None:

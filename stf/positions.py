@@ -206,8 +206,9 @@ def check_perp_maker(state: State, events: list, market: Market, maker_order, re
 # --- order rules ---------------------------------------------------------------------------------------------
 
 def validate_perp_order(state: State, market: Market, account: Account, is_buy: bool, price: int, size_lots: int,
-                        reduce_only: bool) -> ResultCode:
-    """The perp rules of a new order (after the common ones: market, halt, tick, size, expiry, client id)."""
+                        reduce_only: bool, released: int = 0) -> ResultCode:
+    """The perp rules of a new order (after the common ones: market, halt, tick, size, expiry, client id).
+    `released` is margin the order frees when it replaces a resting one (a re-pricing modify)."""
     if state.halted:
         return R.MARKET_HALTED
     oracle_fresh = is_oracle_fresh(market, state.time_ms)
@@ -232,7 +233,7 @@ def validate_perp_order(state: State, market: Market, account: Account, is_buy: 
         if leverage > compute_max_leverage(market.params, (held - reducible + opening) * price):
             return R.LEVERAGE_TOO_HIGH
         equity, initial, _, _ = compute_cross_summary(state, account)
-        need = compute_order_margin(market.params, leverage, price, opening)
+        need = compute_order_margin(market.params, leverage, price, opening) - released
         if equity < initial + need + compute_fee_reserve(market, price, size_lots - opening):
             return R.INSUFFICIENT_MARGIN
     return R.OK

@@ -372,11 +372,7 @@ def validate_perp_modify(state: State, market: Market, account: Account, order: 
     if order.reduce_only:
         return validate_perp_order(state, market, account, order.is_buy, price, size_lots, True)
     own = compute_resting_margin(market, account, order.price, order.size_lots)
-    account.order_margin -= own
-    try:
-        return validate_perp_order(state, market, account, order.is_buy, price, size_lots, False)
-    finally:
-        account.order_margin += own
+    return validate_perp_order(state, market, account, order.is_buy, price, size_lots, False, own)
 
 
 def modify_keeping_priority(
