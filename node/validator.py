@@ -30,7 +30,6 @@ with code "ok" or the refusal's `KabutoError.code`.
 """
 
 import asyncio
-import hashlib
 import inspect
 import logging
 import signal
@@ -38,7 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from aiohttp import web
 
@@ -58,6 +57,7 @@ from node.p2p.frames import Message
 from node.p2p.gossip import MSG_PROPOSAL, MSG_TX, MSG_VOTE
 from node.p2p.switch import PeerAddress, Switch
 from node.storage import ChainStore, MemoryKV, StateMismatch, open_chain_store
+from node.submit import NodeSubmitter
 from node.statesync import run_state_sync
 from node.sync import BlockSync
 from node.telemetry import ConsensusPosition, NodeMetrics, PeerBytesCollector, configure_logging
@@ -68,7 +68,6 @@ from rpc.server import make_app
 from rpc.subscriptions import Hub
 from rpc.views import InMemoryChainView
 from stf.constants import MAX_BLOCK_BYTES
-from stf.errors import KabutoError
 from stf.state import State, export_entries, initialize_state
 
 log = logging.getLogger("node")
@@ -76,42 +75,6 @@ log = logging.getLogger("node")
 CHAIN_DIR = "chain"
 CERTIFICATE_BYTES_PER_VALIDATOR = 256  # one precommit in a commit certificate, with msgpack framing
 LOCAL_BACKOFF = Backoff(base_s=0.25, cap_s=5.0, stable_s=10.0)
-
-
-class SubmitResult(NamedTuple):
-    tx_hash: bytes
-    code: str      # "ok" when admitted, else the KabutoError code ("bad_signature", "mempool_full", ...)
-    message: str
-
-
-class NodeSubmitter:
-    """RPC's `TxSubmitter`: mempool admission against the committed state, then gossip on success."""
-
-    def __init__(self, mempool: Mempool, get_state: Callable[[], State], gossip: Callable[[bytes], int],
-                 metrics: NodeMetrics, tracing: Tracing = Tracing()) -> None:
-        self.tracing = tracing
-        self.mempool = mempool
-        self.get_state = get_state
-        self.gossip = gossip
-        self.metrics = metrics
-
-    def admit(self, wire: bytes) -> SubmitResult:
-        tx_hash = hashlib.sha256(wire).digest() if type(wire) is bytes else b""
-        try:
-            tx = self.mempool.admit(wire, self.get_state())
-        except KabutoError as exc:
-            self.metrics.admissions.labels(exc.code).inc()
-            return SubmitResult(tx_hash, exc.code, str(exc))
-        self.metrics.admissions.labels("ok").inc()
-        self.tracing.start_tx(tx.hash)
-        self.metrics.observe_mempool(len(self.mempool), self.mempool.size_bytes)
-        return SubmitResult(tx.hash, "ok", "admitted to the mempool")
-
-    async def submit(self, wire: bytes) -> SubmitResult:
-        result = self.admit(wire)
-        if result.code == "ok":
-            self.gossip(wire)
-        return result
 
 
 def open_store(home: Home) -> ChainStore:

@@ -12,7 +12,7 @@ from node.oracle import (
     OracleFeeder, build_oracle_actions, build_oracle_prices, compute_grid_price, static_source,
 )
 from node.telemetry import NodeMetrics
-from node.validator import NodeSubmitter
+from node.submit import NodeSubmitter
 from rpc.client.wallet import Wallet, collateral_transfer, faucet, place
 from stf.block import apply_block, make_block
 from stf.crypto import PrivateKey
