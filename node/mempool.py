@@ -9,7 +9,8 @@ Contract.
   and bytes, count and bytes per signer. A refusal raises a `KabutoError` with a stable `code`: the STF's for
   transaction rules, `MempoolError` subclasses here for the pool's.
 - `reap(state, time_ms, max_txs, max_bytes)` returns the wire bytes of a block body that `apply_block` will
-  accept on top of `state` at `time_ms`: it walks the pending transactions in arrival order, then re-checks
+  accept on top of `state` at `time_ms`, whose encoded transaction list (each wire with its msgpack header) is at
+  most `max_bytes`: it walks the pending transactions in arrival order, then re-checks
   authority and nonces in the block's execution order (makers first), skipping any that would make the block
   invalid. Skipping only relaxes the nonce rules for the ones after, so one pass is enough.
 - `update(state, committed)` after a block: drops the committed transactions, then every pending one that can
@@ -30,6 +31,11 @@ from stf.errors import InvalidTransaction, KabutoError
 from stf.nonces import compute_kept_nonces, validate_nonce
 from stf.state import State
 from stf.tx import Transaction, decode_transaction, validate_signature
+
+
+def compute_encoded_tx_bytes(wire_len: int) -> int:
+    """The bytes one transaction adds to a block's encoding: its wire plus its msgpack bin header."""
+    return wire_len + (2 if wire_len < 0x100 else 3 if wire_len < 0x10000 else 5)
 
 
 class MempoolError(KabutoError):
@@ -117,10 +123,11 @@ class Mempool:
         """A block body valid on top of `state` at `time_ms`, in arrival order, within the limits."""
         candidates, size = [], 0
         for tx in self._pending.values():
-            if len(candidates) == max_txs or size + len(tx.wire) > max_bytes:
+            encoded = compute_encoded_tx_bytes(len(tx.wire))
+            if len(candidates) == max_txs or size + encoded > max_bytes:
                 break
             candidates.append(tx)
-            size += len(tx.wire)
+            size += encoded
         accepted: dict[bytes, None] = {}
         kept_by_signer: dict[bytes, list[int]] = {}
         for tx in compute_execution_order(candidates):

@@ -20,6 +20,7 @@ Contract:
 """
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +28,14 @@ from typing import Any
 from node.p2p.bans import BanList
 from node.p2p.connection import ConnectionConfig, Peer, serve
 from node.p2p.dialer import Backoff, keep_connected
+from node.p2p.errors import MessageTooLarge
 from node.p2p.frames import Message
 from node.p2p.gossip import Gossip
 from node.p2p.handshake import ReplayGuard
 from node.p2p.relay import DirectHandler, broadcast, relay_messages
 from stf.crypto import PrivateKey
+
+log = logging.getLogger("node.p2p")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +75,13 @@ class Switch:
         self.gossip.set_validators(validator_ids)
 
     def broadcast(self, msg_type: int, payload: Any) -> int:
-        return broadcast(self.gossip, self.peers, msg_type, payload)
+        """Send our own message to every peer; a message too large for a frame is logged and sent to none (the
+        node goes on: a proposal that cannot travel costs a round, never the process)."""
+        try:
+            return broadcast(self.gossip, self.peers, msg_type, payload)
+        except MessageTooLarge as exc:
+            log.error("message not sent: %s", exc, extra={"fields": {"msg_type": msg_type}})
+            return 0
 
     def stop(self) -> None:
         self._stopping.set()

@@ -4,7 +4,8 @@ on top of the committed state, and the recheck after a block."""
 import pytest
 
 from genesis import minimal_genesis, validate_genesis
-from node.mempool import AlreadyKnown, Mempool, MempoolFull, MempoolLimits, NonceAlreadyPending, SenderLimit
+from node.mempool import AlreadyKnown, compute_encoded_tx_bytes, Mempool, MempoolFull, MempoolLimits, NonceAlreadyPending, SenderLimit
+from stf import codec
 from stf.block import apply_block, make_block
 from stf.crypto import PrivateKey
 from stf.errors import (
@@ -132,7 +133,20 @@ def test_reap_respects_block_limits_in_arrival_order() -> None:
     for wire in wires:
         pool.admit(wire, state)
     assert pool.reap(state, state.time_ms + 1000, max_txs=4) == wires[:4]
-    assert pool.reap(state, state.time_ms + 1000, max_bytes=len(wires[0]) * 2) == wires[:2]
+    two = sum(len(codec.encode(w)) for w in wires[:2])
+    assert pool.reap(state, state.time_ms + 1000, max_bytes=two) == wires[:2]
+    assert pool.reap(state, state.time_ms + 1000, max_bytes=two - 1) == wires[:1]
+
+
+def test_reap_counts_each_transaction_with_its_encoding_header() -> None:
+    # a block of many small transactions must fit the byte budget as encoded, not just as the sum of the wires
+    state, pool = make_state(), Mempool(MempoolLimits(max_txs_per_sender=1000))
+    for i in range(300):
+        pool.admit(pay(state, KEYS[i % 3], 1 + i), state)
+    budget = 20_000
+    body = pool.reap(state, state.time_ms + 1000, max_bytes=budget)
+    assert len(codec.encode(body)) - len(codec.encode([])) <= budget < sum(len(w) for w in body) + 3 * len(body) + 300
+    assert [compute_encoded_tx_bytes(len(w)) for w in body] == [len(codec.encode(w)) for w in body]
 
 
 def test_reap_skips_what_would_invalidate_the_block() -> None:

@@ -92,6 +92,10 @@ def test_switches_link_relay_filter_and_redial() -> None:
             await inbox_c.wait_for(b"tx from a")
             assert inbox_c.messages == [(b.node_id, Message(MSG_TX, b"tx from a"))]
 
+            # a message too large for a frame is sent to nobody and logged; the switch and the link stay up
+            assert a.broadcast(MSG_TX, bytes(CONFIG.max_frame_size + 1)) == 0
+            assert linked(a, b)()
+
             c.broadcast(MSG_VOTE, b"vote from c (not a validator)")
             c.broadcast(MSG_TX, b"tx from c")
             await inbox_a.wait_for(b"tx from c")
