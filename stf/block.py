@@ -39,6 +39,7 @@ from stf.accounts import (
 )
 from stf.constants import ADDRESS_LEN, HASH_LEN, MAX_BLOCK_BYTES, MAX_BLOCK_TXS
 from stf.errors import InvalidBlock, InvalidTransaction, KabutoError, ResultCode, Unauthorized
+from stf.evidence import process_report_evidence
 from stf.events import REASON_EXPIRED, REASON_SCHEDULED_CANCEL, ScheduleEvent, encode_event
 from stf.governance import process_govern
 from stf.liquidation import process_liquidations
@@ -57,8 +58,8 @@ from stf.state import State, commit_entries, get_account, set_nonces
 from stf.tx import (
     AGENT_ACTION_KINDS, TIF_ALO, ApproveAgent, Cancel, CancelAll, CancelByClientId, CancelTrigger,
     CollateralTransfer, Faucet, Govern, IsolatedMargin, MarketOrder, Modify, OraclePrice, PlaceOrder,
-    PlaceTrigger, RevokeAgent, ScheduleCancel, SetLeverage, Transaction, Transfer, Withdraw, decode_transaction,
-    validate_signature,
+    PlaceTrigger, ReportEvidence, RevokeAgent, ScheduleCancel, SetLeverage, Transaction, Transfer, Withdraw,
+    decode_transaction, validate_signature,
 )
 
 PROCESSORS: dict[type, Callable] = {
@@ -81,6 +82,7 @@ PROCESSORS: dict[type, Callable] = {
     PlaceTrigger: process_place_trigger,
     CancelTrigger: process_cancel_trigger,
     Govern: process_govern,
+    ReportEvidence: process_report_evidence,
 }
 _UNAUTHORIZED = ActionResult(ResultCode.UNAUTHORIZED)
 

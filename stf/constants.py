@@ -13,3 +13,7 @@ MAX_WITHDRAW_DESTINATION_LEN = 64
 MAX_BLOCK_TXS = 20_000
 MAX_BLOCK_BYTES = 32 << 20
 MAX_ORACLE_PRICES_PER_ACTION = 64
+# Consensus vote sign bytes, rebuilt by stf/evidence.py to check double-signing evidence (docs/CONSENSUS.md §3).
+CONSENSUS_DOMAIN_TAG = b"kabuto/consensus/v1\x00"
+VOTE_PREVOTE = 2
+VOTE_PRECOMMIT = 3

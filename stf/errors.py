@@ -124,3 +124,10 @@ class ResultCode(IntEnum):
     INVALID_PROPOSAL = 36
     TOO_MANY_TRIGGERS = 37
     NO_POSITION = 38
+    EVIDENCE_MISMATCH = 39            # the two votes differ in type, height, round or validator
+    EVIDENCE_SAME_VALUE = 40          # the two votes are for the same value (nil counts as a value)
+    EVIDENCE_WRONG_KEY = 41           # the public key's address is not the votes' validator
+    EVIDENCE_NOT_A_VALIDATOR = 42     # the offender is not in the current validator set
+    EVIDENCE_FUTURE_HEIGHT = 43       # the votes' height is above the current block's
+    EVIDENCE_ALREADY_RECORDED = 44    # the offence (validator, height, round, vote type) is already recorded
+    EVIDENCE_BAD_SIGNATURE = 45       # a vote's signature does not verify for the key and the chain id

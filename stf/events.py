@@ -219,14 +219,26 @@ class GovernanceEvent(NamedTuple):
     code: int
 
 
+class EvidenceEvent(NamedTuple):
+    """Double signing recorded (docs/PROTOCOL.md §5.21): `validator` signed two different votes of `vote_type`
+    (2 prevote, 3 precommit) at (`height`, `round`); `reporter` is the account whose transaction proved it."""
+
+    KIND = 19
+    validator: bytes
+    height: int
+    round: int
+    vote_type: int
+    reporter: bytes
+
+
 Event = OrderAccepted | Trade | OrderDone | OrderModified | TransferEvent | WithdrawalEvent | FaucetEvent \
     | AgentEvent | ScheduleEvent | FundingEvent | FundingPayment | LiquidationEvent | AdlEvent | CollateralEvent \
-    | LeverageEvent | MarginEvent | TriggerEvent | GovernanceEvent
+    | LeverageEvent | MarginEvent | TriggerEvent | GovernanceEvent | EvidenceEvent
 EVENT_TYPES: dict[int, type] = {
     cls.KIND: cls for cls in (
         OrderAccepted, Trade, OrderDone, OrderModified, TransferEvent, WithdrawalEvent, FaucetEvent, AgentEvent,
         ScheduleEvent, FundingEvent, FundingPayment, LiquidationEvent, AdlEvent, CollateralEvent, LeverageEvent,
-        MarginEvent, TriggerEvent, GovernanceEvent,
+        MarginEvent, TriggerEvent, GovernanceEvent, EvidenceEvent,
     )
 }
 

@@ -1,7 +1,7 @@
 """The one state container of the exchange, its named mutators, and its canonical entries.
 
 The state is changed only through the mutators in this module (`credit`, `debit`, `hold`, `release`,
-`add_order`, `remove_order`, `resize_order`, ...). Each mutator marks the entry it touched as dirty; at the end
+`add_order`, `remove_order`, `resize_order`, `record_evidence`, ...). Each mutator marks the entry it touched as dirty; at the end
 of a block `commit_entries` encodes every dirty entry once, updates the state root and returns the changed entries
 (the state half of the block diff). So the cost of the root is proportional to what changed.
 
@@ -36,6 +36,7 @@ KEY_ASSET = b"s"
 KEY_VALIDATORS = b"v"
 KEY_PROPOSALS = b"p"
 KEY_TRIGGER = b"t"
+KEY_EVIDENCE = b"e"
 
 
 class Position:
@@ -178,7 +179,8 @@ class State:
         "params", "assets", "supply", "validators", "markets", "accounts", "orders", "nonces", "height", "time_ms",
         "last_block_hash", "next_seq", "block_start_seq", "expiry_heap", "schedule_heap", "merkle",
         "dirty_accounts", "dirty_orders", "dirty_markets", "dirty_nonces", "dirty_assets", "dirty_global",
-        "dirty_validators", "triggers", "dirty_triggers", "halted", "proposals", "dirty_proposals",
+        "dirty_validators", "triggers", "dirty_triggers", "halted", "proposals", "dirty_proposals", "evidence",
+        "dirty_evidence",
     )
 
     def __init__(self, params: ChainParams) -> None:
@@ -210,6 +212,9 @@ class State:
         self.halted = False
         self.proposals: dict[bytes, list[bytes]] = {}
         self.dirty_proposals = False
+        # recorded double signing: (validator, height) -> {(round, vote_type): height it was recorded at}
+        self.evidence: dict[tuple[bytes, int], dict[tuple[int, int], int]] = {}
+        self.dirty_evidence: dict[tuple[bytes, int], None] = {}
 
 
 # --- accessors ---------------------------------------------------------------------------------------------
@@ -365,6 +370,19 @@ def set_nonces(state: State, signer: bytes, kept: list[int]) -> None:
     state.dirty_nonces[signer] = None
 
 
+# --- evidence -----------------------------------------------------------------------------------------------
+
+def is_evidence_recorded(state: State, validator: bytes, height: int, round_: int, vote_type: int) -> bool:
+    records = state.evidence.get((validator, height))
+    return records is not None and (round_, vote_type) in records
+
+
+def record_evidence(state: State, validator: bytes, height: int, round_: int, vote_type: int) -> None:
+    """Record that `validator` double-signed `vote_type` at (`height`, `round_`), at the current block's height."""
+    state.evidence.setdefault((validator, height), {})[(round_, vote_type)] = state.height
+    state.dirty_evidence[(validator, height)] = None
+
+
 # --- canonical entries ---------------------------------------------------------------------------------------
 
 def account_key(address: bytes) -> bytes:
@@ -385,6 +403,14 @@ def nonces_key(signer: bytes) -> bytes:
 
 def asset_key(asset_id: int) -> bytes:
     return KEY_ASSET + asset_id.to_bytes(4, "big")
+
+
+def evidence_key(validator: bytes, height: int) -> bytes:
+    return KEY_EVIDENCE + validator + height.to_bytes(8, "big")
+
+
+def encode_evidence(validator: bytes, height: int, records: dict[tuple[int, int], int]) -> bytes:
+    return codec.encode([validator, height, [[r, t, at] for (r, t), at in sorted(records.items())]])
 
 
 def encode_account(account: Account) -> bytes | None:
@@ -445,13 +471,17 @@ def collect_dirty_entries(state: State) -> list[tuple[bytes, bytes | None]]:
 
     An order created and gone within the block (order id at or above `block_start_seq`) never existed between
     blocks, so it is neither a diff entry nor a state-root change; the same holds for triggers. Groups are
-    appended in tag order (a < g < m < n < o < p < s < t < v) and sorted within, so the list comes out in key
-    order without a final sort.
+    appended in tag order (a < e < g < m < n < o < p < s < t < v) and sorted within, so the list comes out in
+    key order without a final sort (evidence keys are a fixed-width address then a big-endian height, so sorting
+    (address, height) pairs sorts their keys).
     """
     entries: list[tuple[bytes, bytes | None]] = []
     accounts = state.accounts
     for address in sorted(state.dirty_accounts):
         entries.append((KEY_ACCOUNT + address, encode_account(accounts[address])))
+    for validator, height in sorted(state.dirty_evidence):
+        records = state.evidence[(validator, height)]
+        entries.append((evidence_key(validator, height), encode_evidence(validator, height, records)))
     if state.dirty_global:
         entries.append((KEY_GLOBAL, encode_global(state)))
     for market_id in sorted(state.dirty_markets):
@@ -487,6 +517,7 @@ def collect_dirty_entries(state: State) -> list[tuple[bytes, bytes | None]]:
     state.dirty_validators = False
     state.dirty_triggers.clear()
     state.dirty_proposals = False
+    state.dirty_evidence.clear()
     return entries
 
 
@@ -513,6 +544,7 @@ def export_entries(state: State) -> list[tuple[bytes, bytes]]:
     entries += [(order_key(o), codec.encode(state.orders[o].to_fields())) for o in sorted(state.orders)]
     entries += [(nonces_key(s), codec.encode(state.nonces[s])) for s in sorted(state.nonces)]
     entries += [(trigger_key(t), codec.encode(state.triggers[t].to_fields())) for t in sorted(state.triggers)]
+    entries += [(evidence_key(v, h), encode_evidence(v, h, state.evidence[(v, h)])) for v, h in sorted(state.evidence)]
     entries.append((KEY_GLOBAL, encode_global(state)))
     entries.append((KEY_VALIDATORS, encode_validators(state)))
     entries.append((KEY_PROPOSALS, encode_proposals(state)))
@@ -600,6 +632,15 @@ def _install_order(state: State, order_id: int, value: bytes | None) -> None:
         heapq.heappush(state.expiry_heap, (order.expires_at_ms, order.order_id))
 
 
+def _install_evidence(state: State, rest: bytes, value: bytes | None) -> None:
+    where = (rest[:20], int.from_bytes(rest[20:], "big"))
+    if value is None:
+        state.evidence.pop(where, None)
+        return
+    validator, height, records = codec.decode(value, len(value))
+    state.evidence[(validator, height)] = {(round_, vote_type): at for round_, vote_type, at in records}
+
+
 def _install_market(state: State, value: bytes) -> None:
     fields = codec.decode(value, len(value))
     if len(fields) == 16:
@@ -659,6 +700,8 @@ def apply_entries(state: State, entries: list[tuple[bytes, bytes | None]]) -> by
         elif tag == KEY_ASSET:
             asset_id, symbol, decimals, state.supply[asset_id] = codec.decode(value, len(value))
             state.assets[asset_id] = AssetParams(asset_id, symbol.decode(), decimals)
+        elif tag == KEY_EVIDENCE:
+            _install_evidence(state, rest, value)
         elif tag == KEY_VALIDATORS:
             state.validators = {address: power for address, power in codec.decode(value, len(value))}
         elif tag == KEY_GLOBAL:
@@ -681,6 +724,7 @@ def apply_entries(state: State, entries: list[tuple[bytes, bytes | None]]) -> by
     state.dirty_validators = False
     state.dirty_triggers.clear()
     state.dirty_proposals = False
+    state.dirty_evidence.clear()
     return state.merkle.root()
 
 

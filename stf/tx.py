@@ -19,9 +19,8 @@ from typing import Any, NamedTuple
 
 from stf import codec
 from stf.constants import (
-    ADDRESS_LEN, MAX_ACTIONS_PER_TX, MAX_ORACLE_PRICES_PER_ACTION, MAX_TX_BYTES, MAX_WITHDRAW_DESTINATION_LEN,
-    PROTOCOL_VERSION, PUBKEY_LEN,
-    SIGNATURE_LEN,
+    ADDRESS_LEN, HASH_LEN, MAX_ACTIONS_PER_TX, MAX_ORACLE_PRICES_PER_ACTION, MAX_TX_BYTES,
+    MAX_WITHDRAW_DESTINATION_LEN, PROTOCOL_VERSION, PUBKEY_LEN, SIGNATURE_LEN, VOTE_PRECOMMIT, VOTE_PREVOTE,
 )
 from stf.crypto import PrivateKey, compute_address, compute_sign_bytes, is_valid_signature
 from stf.errors import (
@@ -330,6 +329,52 @@ class Govern(NamedTuple):
         return cls(_freeze(raw, 0))
 
 
+class EvidenceVote(NamedTuple):
+    """One signed consensus vote, as consensus encodes it (`consensus.messages.encode_message`): `vote_type` 2
+    (prevote) or 3 (precommit), `value_hash` None for nil, `validator` the signer's address."""
+
+    vote_type: int
+    height: int
+    round: int
+    value_hash: bytes | None
+    validator: bytes
+    timestamp_ms: int
+    signature: bytes
+
+    @classmethod
+    def from_field(cls, raw: Any, name: str) -> "EvidenceVote":
+        if type(raw) is not list or len(raw) != 7:
+            raise MalformedAction(f"{name} must be a vote [type, height, round, value_hash, validator, "
+                                  f"timestamp_ms, signature]")
+        vote_type, height, round_, value_hash, validator, timestamp_ms, signature = raw
+        if type(vote_type) is not int or vote_type not in (VOTE_PREVOTE, VOTE_PRECOMMIT):
+            raise MalformedAction(f"{name} type must be {VOTE_PREVOTE} (prevote) or {VOTE_PRECOMMIT} (precommit)")
+        if value_hash is not None:
+            value_hash = _field_bytes(value_hash, f"{name} value_hash", HASH_LEN)
+        return cls(
+            vote_type, _field_u64(height, f"{name} height", 1), _field_u64(round_, f"{name} round"), value_hash,
+            _field_bytes(validator, f"{name} validator", ADDRESS_LEN),
+            _field_u64(timestamp_ms, f"{name} timestamp_ms"),
+            _field_bytes(signature, f"{name} signature", SIGNATURE_LEN),
+        )
+
+
+class ReportEvidence(NamedTuple):
+    """Evidence that a validator signed two different votes for one (height, round, vote type): the offender's
+    Ed25519 public key and the two votes. Any account may submit it; the first report of an offence records it
+    (stf/evidence.py)."""
+
+    KIND = 41
+    public_key: bytes
+    vote_a: EvidenceVote
+    vote_b: EvidenceVote
+
+    @classmethod
+    def from_fields(cls, f: list) -> "ReportEvidence":
+        return cls(_field_bytes(f[0], "public_key", PUBKEY_LEN), EvidenceVote.from_field(f[1], "vote_a"),
+                   EvidenceVote.from_field(f[2], "vote_b"))
+
+
 def _freeze(value: Any, depth: int) -> Any:
     """Arrays become tuples; only integers, booleans, byte strings and nil may appear (no floats, maps or text),
     at most 6 arrays deep (an operation holding margin tiers needs 5)."""
@@ -346,13 +391,13 @@ def _freeze(value: Any, depth: int) -> Any:
 Action = (
     Transfer | Withdraw | Faucet | ApproveAgent | RevokeAgent | PlaceOrder | MarketOrder | Cancel
     | CancelByClientId | CancelAll | Modify | ScheduleCancel | OraclePrice | CollateralTransfer | SetLeverage
-    | IsolatedMargin | PlaceTrigger | CancelTrigger | Govern
+    | IsolatedMargin | PlaceTrigger | CancelTrigger | Govern | ReportEvidence
 )
 ACTION_TYPES: dict[int, type] = {
     cls.KIND: cls for cls in (
         Transfer, Withdraw, Faucet, ApproveAgent, RevokeAgent, PlaceOrder, MarketOrder, Cancel, CancelByClientId,
         CancelAll, Modify, ScheduleCancel, OraclePrice, CollateralTransfer, SetLeverage, IsolatedMargin,
-        PlaceTrigger, CancelTrigger, Govern,
+        PlaceTrigger, CancelTrigger, Govern, ReportEvidence,
     )
 }
 ACTION_FIELD_COUNTS: dict[int, int] = {kind: len(cls._fields) for kind, cls in ACTION_TYPES.items()}
