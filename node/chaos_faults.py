@@ -22,6 +22,7 @@ validator with `[debug] clock_skew_ms`, later without), `byzantine` (restart one
 true` for a window, later without).
 """
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ HALTING = frozenset({"split"})
 HOLD_S = {"kill": (2.0, 4.0), "stop": (2.0, 4.0), "isolate": (3.0, 5.0), "split": (3.0, 4.5),
           "delay": (3.0, 5.0), "skew": (4.0, 6.0), "byzantine": (5.0, 8.0)}
 WEIGHTS = {"kill": 3, "stop": 3, "isolate": 3, "split": 1, "delay": 2, "skew": 1, "byzantine": 1}
-RESTART_COST_S = {"kill": 2.0, "skew": 4.0, "byzantine": 4.0}
+RESTART_COST_S = {"kill": 2.0, "skew": 5.0, "byzantine": 5.0}  # start-up and catch-up of the restarts
 SETTLE_S = (2.0, 3.0)
 DELAYS_MS = (150, 250, 400, 600)
 SKEWS_MS = (-5000, 5000)
@@ -88,7 +89,7 @@ def make_schedule(
     at_s = start_s
     while population:
         kind = first.pop(0) if first else rng.choices(population, weights)[0]
-        fault = make_fault(rng, kind, round(at_s, 2), validators)
+        fault = make_fault(rng, kind, math.ceil(at_s * 100) / 100, validators)
         if fault.end_s + RESTART_COST_S.get(kind, 0.0) > duration_s - tail_s:
             break
         plan.append(fault)
