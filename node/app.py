@@ -6,12 +6,26 @@
   valid on top of the committed state at the block's time, within the frame budget) and returns the canonical
   bytes of `stf.block.make_block`. Block time is the proposer's clock, never earlier than the previous block's
   time + 1 ms (`compute_proposal_time_ms`).
-- `validate_value(height, value)`: deterministic: the bytes decode to a block of `height` on top of the
-  committed state and `stf.block.validate_block` accepts it (chain id, height, previous hash, app hash, txs root,
-  signatures, authority, nonces). Transactions already verified by the mempool are not verified again.
+- `validate_value(height, value)`: the bytes decode to a block of `height` whose time is at most
+  `max_future_block_time_ms` ahead of this node's clock, on top of the committed state, and
+  `stf.block.validate_block` accepts it (chain id, height, previous hash, app hash, txs root, signatures,
+  authority, nonces). Transactions already verified by the mempool are not verified again. A refusal is logged
+  with its reason.
 - `commit(height, value, certificate)`: `apply_block`, then `ChainStore.save_block` (one atomic batch: block,
   certificate, receipts, tx index, changed entries, app hash), then `Mempool.update`, the RPC view and
   `publish(block, result, book messages)` to the RPC channels. Returns no validator updates (the validator set is fixed by the home).
+
+Block-time bound: a proposer picks the block time from its own clock, and the STF only requires it not to go
+back, so a validator whose clock runs ahead could drag the chain's time into the future. Every validator
+therefore refuses, in its validity verdict (which gates its prevote), not in the deterministic commit path
+(`commit` and the STF never look at a clock), a proposal whose time is more than `max_future_block_time_ms` ahead of its own clock. It is
+only an upper bound: a proposal never becomes "more future" as time passes, so a block refused now (by a node
+whose clock is a little behind the proposer's) becomes acceptable once the local clock has advanced, and a
+re-proposed locked block is eventually accepted by every honest validator: liveness holds. The engine asks for a
+value's validity once per height and keeps the answer, so the driver does not ask `validate_value` while
+`compute_validity_wait_ms(value)` is above 0: it asks again when that time has passed (node/driver.py), and
+meanwhile the engine, without a verdict, prevotes nil when its propose timeout fires. A proposal from a validator
+skewed far forward is thus passed over, and the chain commits another proposer's block in a later round.
 
 App hash (which header commits to it): as in CometBFT, the header of block h carries the state root *after*
 block h - 1, the state it builds on; the root after block h is committed by the header of block h + 1 and
@@ -64,6 +78,9 @@ def encode_receipts(receipts: tuple) -> bytes:
     return codec.encode([r.to_wire() for r in receipts])
 
 
+DEFAULT_MAX_FUTURE_BLOCK_TIME_MS = 2000  # `[consensus] max_future_block_time_ms` (node/config.py)
+
+
 def compute_proposal_time_ms(now_ms: int, previous_time_ms: int) -> int:
     return max(now_ms, previous_time_ms + 1)
 
@@ -75,6 +92,7 @@ class ChainApp:
         self, state: State, store: ChainStore, mempool: Mempool, view: InMemoryChainView, metrics: NodeMetrics,
         proposer_address: bytes, publish: Callable[[Block, Any, dict], None], max_block_bytes: int,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000, tracing: Tracing = Tracing(),
+        max_future_block_time_ms: int = DEFAULT_MAX_FUTURE_BLOCK_TIME_MS,
     ) -> None:
         self.state = state
         self.store = store
@@ -86,6 +104,7 @@ class ChainApp:
         self.max_block_bytes = max_block_bytes
         self.clock_ms = clock_ms
         self.tracing = tracing
+        self.max_future_block_time_ms = max_future_block_time_ms
         self.on_commit: list[Callable[[int, Block], None]] = []
 
     @property
@@ -109,10 +128,25 @@ class ChainApp:
                 span.set_attribute("valid", valid)
         return valid
 
+    def compute_validity_wait_ms(self, value: bytes) -> int:
+        """How long until a proposed block's time is no more than `max_future_block_time_ms` ahead of this node's
+        clock: 0 when it already is (or when the bytes are not a block: `validate_value` refuses those)."""
+        try:
+            time_ms = decode_block(value).header.time_ms
+        except KabutoError:
+            return 0
+        return max(0, time_ms - self.max_future_block_time_ms - self.clock_ms())
+
     def _validate_value(self, height: int, value: bytes) -> bool:
         try:
             block = decode_block(value)
             if block.header.height != height:
+                return False
+            ahead_ms = block.header.time_ms - self.clock_ms()
+            if ahead_ms > self.max_future_block_time_ms:
+                log.warning("rejecting proposed block: its time is %d ms ahead of this node's clock, more than "
+                            "max_future_block_time_ms (%d)", ahead_ms, self.max_future_block_time_ms,
+                            extra={"fields": {"code": "block_time_in_future", "ahead_ms": ahead_ms}})
                 return False
             validate_block(self.state, block, self.mempool.verified())
         except KabutoError as exc:

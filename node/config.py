@@ -34,6 +34,8 @@ Sections, keys and defaults (ranges are checked by `load_config`):
                  timeout_delta_ms = 500               0 .. 600000
                  create_empty_blocks_interval_ms = 1000  0 .. 3600000: wait before an empty block's height
                                                       (0 = at once; with pending txs always at once)
+                 max_future_block_time_ms = 2000      0 .. 86400000: a proposal whose block time is further
+                                                      ahead of this node's clock is not valid yet (node/app.py)
     [mempool]    max_txs = 50000                      as node.mempool.MempoolLimits; per-sender caps
                  max_bytes = 67108864                 must not exceed the totals
                  max_txs_per_sender = 1000
@@ -54,6 +56,10 @@ Sections, keys and defaults (ranges are checked by `load_config`):
                                                       lot (an integer or a string of decimal digits); checked
                                                       against genesis by `node.home.load_home` (known symbol, on
                                                       the tick grid, interval below the market's oracle max age)
+    [debug]      double_sign = false                  TEST ONLY: this validator follows every prevote it signs
+                                                      with a conflicting one (node/driver.py), to be caught
+                 clock_skew_ms = 0                    TEST ONLY: -86400000 .. 86400000 ms added to every reading
+                                                      of this node's wall clock (node/driver.py `make_clock`)
 
 Known limits: addresses are checked for form only (a host is not resolved, a port not probed); one
 `timeout_delta_ms` applies to all three steps (the engine's `TimeoutConfig` allows one per step).
@@ -74,6 +80,7 @@ HOST_PATTERN = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
 MONIKER_PATTERN = re.compile(r"[\x20-\x7e]{1,64}")
 MIB = 1 << 20
 U64_MAX = (1 << 64) - 1
+MAX_CLOCK_MS = 86_400_000  # one day: the bound of clock_skew_ms and max_future_block_time_ms
 SYMBOL_PATTERN = re.compile(r"[\x20-\x7e]{1,32}")  # a genesis market symbol: 1 to 32 ASCII characters
 
 
@@ -120,6 +127,7 @@ class ConsensusSection:
     timeout_precommit_ms: int = 1000
     timeout_delta_ms: int = 500
     create_empty_blocks_interval_ms: int = 1000
+    max_future_block_time_ms: int = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +166,13 @@ class OracleSection:
 
 
 @dataclass(frozen=True, slots=True)
+class DebugSection:
+    """Fault injection for tests (docs/OPERATIONS.md): never set on a real network."""
+    double_sign: bool = False
+    clock_skew_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     node: NodeSection = field(default_factory=NodeSection)
     p2p: P2PSection = field(default_factory=P2PSection)
@@ -167,6 +182,7 @@ class NodeConfig:
     storage: StorageSection = field(default_factory=StorageSection)
     telemetry: TelemetrySection = field(default_factory=TelemetrySection)
     oracle: OracleSection = field(default_factory=OracleSection)
+    debug: DebugSection = field(default_factory=DebugSection)
 
 
 # --- value rules: each takes (value, field name) and returns the value to keep, or raises ConfigError ---
@@ -286,7 +302,8 @@ RULES: dict[str, tuple[type, dict[str, Rule]]] = {
     "consensus": (ConsensusSection, {
         "timeout_propose_ms": integer(1, 600_000), "timeout_prevote_ms": integer(1, 600_000),
         "timeout_precommit_ms": integer(1, 600_000), "timeout_delta_ms": integer(0, 600_000),
-        "create_empty_blocks_interval_ms": integer(0, 3_600_000)}),
+        "create_empty_blocks_interval_ms": integer(0, 3_600_000),
+        "max_future_block_time_ms": integer(0, MAX_CLOCK_MS)}),
     "mempool": (MempoolSection, {
         "max_txs": integer(1, 10_000_000), "max_bytes": integer(1024, 1 << 40),
         "max_txs_per_sender": integer(1, 10_000_000), "max_bytes_per_sender": integer(1024, 1 << 40)}),
@@ -298,7 +315,11 @@ RULES: dict[str, tuple[type, dict[str, Rule]]] = {
         "log_level": choice("debug", "info", "warning", "error")}),
     "oracle": (OracleSection, {
         "source": choice("none", "static"), "interval_ms": integer(100, 3_600_000), "prices": price_table}),
+    "debug": (DebugSection, {"double_sign": boolean, "clock_skew_ms": integer(-MAX_CLOCK_MS, MAX_CLOCK_MS)}),
 }
+
+# A comment written above a section by `render_config`.
+SECTION_NOTES = {"debug": "# Test-only fault injection (docs/OPERATIONS.md): never change these on a real network."}
 
 # Fields written as one TOML inline table of strings (every other field is a scalar or a list of strings).
 INLINE_TABLES = frozenset({"oracle.prices"})
@@ -410,7 +431,7 @@ def render_config(config: NodeConfig) -> str:
     lines = ["# Kabuto node configuration (node runtime only; chain parameters live in genesis.json)."]
     for name in RULES:
         section = getattr(config, name)
-        lines += ["", f"[{name}]"]
+        lines += ["", *([SECTION_NOTES[name]] if name in SECTION_NOTES else []), f"[{name}]"]
         for f in fields(section):
             value = getattr(section, f.name)
             rendered = _toml_inline_table(value) if f"{name}.{f.name}" in INLINE_TABLES else _toml_value(value)

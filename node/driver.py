@@ -7,9 +7,16 @@ Contract:
   queued peer messages a new one is dropped, and consensus recovers by later rounds or block sync), block sync's
   `CommitReceived` (`submit`), timeouts (`loop.call_later` when the engine asks with `ScheduleTimeout`) and
   `Committed` (below). Own inputs are never dropped.
-- Each input is handled with `consensus.app.drive`, which answers `RequestProposal`, `ValidateValue` and
-  `Commit` synchronously through the `ChainApp`; the remaining actions are performed in order: `Broadcast` sends
-  the already WAL-flushed message to every peer, `ScheduleTimeout` arms a timer, `ReportEvidence` is logged.
+- Each input is handled as `consensus.app.drive` does: `RequestProposal`, `ValidateValue` and `Commit` are
+  answered synchronously through the `ChainApp`; the remaining actions are performed in order: `Broadcast` sends
+  the already WAL-flushed message to every peer, `ScheduleTimeout` arms a timer, `ReportEvidence` is logged and
+  handed to `on_evidence` (the node's evidence reporter, node/evidence.py, which puts it on the chain).
+- One exception to answering at once: a proposal whose block time is more than `max_future_block_time_ms` ahead
+  of this node's clock (`ChainApp.compute_validity_wait_ms` above 0) gets no verdict yet. The engine keeps the
+  first verdict for a value for the whole height, so a "no" given now would stick, although the same block
+  becomes acceptable once this clock has caught up (a locked block re-proposed in a later round must be, for
+  liveness). The request is queued again as an own input when its time has come (unless the height moved on),
+  and meanwhile the engine, waiting for the verdict, prevotes nil when its propose timeout fires.
 - After a commit, `Committed` is fed when the next height should start: at once while there are pending
   transactions or while block sync says the node is behind, else after `empty_block_interval_ms` (the
   `[consensus] create_empty_blocks_interval_ms` of the config), which sets the block interval at idle.
@@ -28,7 +35,16 @@ Contract:
 - A `ConsensusError` raised by the engine for a peer's message (stale, future, badly signed) drops that message.
   An `AppHashMismatch` from the app propagates: it stops the node.
 
-Time: `now_ms` is the wall clock in ms (vote timestamps and the WAL records carry it).
+Time: `clock_ms` is this node's wall clock in ms (vote timestamps and the WAL records carry it), built once by
+`make_clock` from `[debug] clock_skew_ms` and shared with the app (block times) and the oracle feeder (nonces).
+Timeouts run on the event loop's monotonic clock (relative durations), which no skew touches.
+
+Byzantine mode, for fault tests only (`[debug] double_sign = true`): after each of its own prevotes is broadcast,
+the driver signs a second, conflicting prevote for the same height and round (nil when the first names a block,
+else a random 32-byte hash) with the validator key and broadcasts it too. It goes around the engine: the engine's
+double-sign guard, its WAL and its own vote counts never see it, so the honest vote stays what a restart
+re-derives; re-sends (`resend_own`) carry the honest vote only. The other validators' engines see the conflict and
+report it as evidence.
 """
 
 import asyncio
@@ -36,16 +52,18 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from consensus.app import drive
+from consensus.app import Driven, answer_application
 from consensus.engine import Engine
 from consensus.errors import ConsensusError, FutureHeight
 from consensus.events import (
     Action, Broadcast, Committed, Event, ProposalReceived, ReportEvidence, ScheduleTimeout, TimeoutFired,
-    VoteReceived,
+    ValidateValue, VoteReceived,
 )
-from consensus.messages import PREVOTE, Proposal, pack_message, unpack_message
+from consensus.evidence import DuplicateVoteEvidence
+from consensus.messages import PREVOTE, Proposal, Vote, pack_message, unpack_message
 from consensus.wal import FileWAL
 from node.app import ChainApp
 from node.p2p.gossip import MSG_PROPOSAL, MSG_VOTE
@@ -62,6 +80,19 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def make_clock(skew_ms: int = 0) -> Callable[[], int]:
+    """This node's wall clock in ms: `now_ms` shifted by `skew_ms` (`[debug] clock_skew_ms`, for fault tests)."""
+    if not skew_ms:
+        return now_ms
+    return lambda: time.time_ns() // 1_000_000 + skew_ms
+
+
+@dataclass(frozen=True, slots=True)
+class RecheckValidity:
+    """An own input: ask again for the verdict on a proposal that was too far in the future when it came."""
+    action: ValidateValue
+
+
 class ConsensusDriver:
     def __init__(
         self, engine: Engine, app: ChainApp, wal_dir: Path, send: Callable[[int, bytes], int],
@@ -69,6 +100,8 @@ class ConsensusDriver:
         initial_actions: list[Action] = (), max_pending: int = 10_000,
         wal_rotate_bytes: int = DEFAULT_WAL_ROTATE_BYTES, is_behind: Callable[[], bool] = lambda: False,
         on_future_height: Callable[[bytes, int], None] = lambda peer, height: None,
+        clock_ms: Callable[[], int] = now_ms, double_sign: bool = False,
+        on_evidence: Callable[[DuplicateVoteEvidence], None] = lambda evidence: None,
     ) -> None:
         self.engine = engine
         self.app = app
@@ -81,8 +114,11 @@ class ConsensusDriver:
         self.wal_rotate_bytes = wal_rotate_bytes
         self.is_behind = is_behind
         self.on_future_height = on_future_height
+        self.clock_ms = clock_ms
+        self.double_sign = double_sign
+        self.on_evidence = on_evidence
         self._initial = list(initial_actions)
-        self._queue: asyncio.Queue[tuple[bytes | None, Event]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[bytes | None, Event | RecheckValidity]] = asyncio.Queue()
         self._peer_pending = 0
         self._timers: list[asyncio.TimerHandle] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -130,7 +166,10 @@ class ConsensusDriver:
                 sender, event = await self._queue.get()
                 if sender is not None:
                     self._peer_pending -= 1
-                self._step(lambda e, ev=event: e.handle(ev, now_ms()), sender)
+                if isinstance(event, RecheckValidity):
+                    self._step(lambda e, ev=event: self._pending_validation(ev.action), None)
+                else:
+                    self._step(lambda e, ev=event: e.handle(ev, self.clock_ms()), sender)
                 await asyncio.sleep(0)  # Queue.get does not yield while items wait: let P2P and RPC run
         finally:
             for timer in self._timers:
@@ -138,7 +177,7 @@ class ConsensusDriver:
 
     def _step(self, step: Callable[[Engine], list[Action]], sender: bytes | None) -> None:
         try:
-            driven = drive(self.engine, self.app, step, now_ms())
+            driven = self._drive(step)
         except FutureHeight:
             if sender is not None:
                 self.on_future_height(sender, self.engine.height)
@@ -152,6 +191,44 @@ class ConsensusDriver:
             self._after_commit(committed)
         self._update_position()
 
+    def _drive(self, step: Callable[[Engine], list[Action]]) -> Driven:
+        """`consensus.app.drive`, except that a proposal too far in the future gets no verdict yet (see the module
+        contract): run `step`, answer the application's actions, apply commits; return the rest."""
+        now = self.clock_ms()
+        pending = [step]
+        driven = Driven()
+        while pending:
+            for action in pending.pop(0)(self.engine):
+                if isinstance(action, ValidateValue) and self._defer_validation(action):
+                    continue
+                answer = answer_application(self.app, action)
+                if isinstance(answer, Committed):
+                    driven.committed.append(answer)
+                elif answer is not None:
+                    pending.append(lambda e, event=answer: e.handle(event, now))
+                else:
+                    driven.actions.append(action)
+        return driven
+
+    def _defer_validation(self, action: ValidateValue) -> bool:
+        """True (and a re-check scheduled) when the proposal's time is still too far ahead of this clock."""
+        wait_ms = self.app.compute_validity_wait_ms(action.value)
+        if wait_ms <= 0:
+            return False
+        log.warning("proposal not valid yet: its block time is more than max_future_block_time_ms ahead of this "
+                    "node's clock; prevoting nil, judging it again in %d ms", wait_ms,
+                    extra={"fields": {"proposal_height": action.height, "wait_ms": wait_ms}})
+        self._timers.append(self._loop.call_later(
+            wait_ms / 1000, self._queue.put_nowait, (None, RecheckValidity(action))))
+        return True
+
+    def _pending_validation(self, action: ValidateValue) -> list[Action]:
+        """`action` again, if the engine still waits for that verdict (same height, no verdict yet)."""
+        engine = self.engine
+        if engine.height != action.height or action.value_hash in engine.validity:
+            return []
+        return [action]
+
     def _perform(self, action: Action) -> None:
         if isinstance(action, Broadcast):
             message = action.message
@@ -160,6 +237,8 @@ class ConsensusDriver:
                 self._own = [entry for entry in self._own if entry[0] >= self.engine.height]
             self._own.append((message.height, message.round, msg_type, payload))
             self.send(msg_type, payload)
+            if self.double_sign and msg_type == MSG_VOTE and message.vote_type == PREVOTE:
+                self._equivocate(message)
             if msg_type == MSG_VOTE:
                 self.app.tracing.mark("prevote" if message.vote_type == PREVOTE else "precommit",
                                       height=message.height, round=message.round, nil=message.value_hash is None)
@@ -168,8 +247,20 @@ class ConsensusDriver:
             self._timers = [t for t in self._timers if not t.cancelled() and t.when() > self._loop.time()]
             self._timers.append(self._loop.call_later(action.duration_ms / 1000, self.submit, event))
         elif isinstance(action, ReportEvidence):
-            ev = action.evidence
-            log.warning("duplicate vote evidence", extra={"fields": {"evidence": repr(ev)[:200]}})
+            vote = action.evidence.vote_a
+            log.warning("duplicate vote evidence", extra={"fields": {
+                "validator": vote.validator.hex(), "evidence_height": vote.height, "evidence_round": vote.round,
+                "vote_type": vote.vote_type}})
+            self.on_evidence(action.evidence)
+
+    def _equivocate(self, vote: Vote) -> None:
+        """Byzantine mode: broadcast a second prevote for `vote`'s height and round naming another value, signed
+        outside the engine (no guard, no WAL record, not counted by our own engine)."""
+        other = None if vote.value_hash is not None else os.urandom(32)
+        conflicting = Vote(PREVOTE, vote.height, vote.round, other, vote.validator, vote.timestamp_ms)
+        signed = conflicting.signed(self.engine.signer, self.engine.chain_id)
+        self.send(MSG_VOTE, pack_message(signed))
+        log.debug("double_sign: sent a conflicting prevote", extra={"fields": {"vote_height": vote.height}})
 
     def resend_own(self, peers: list) -> int:
         """Send our messages of the current height's current and previous round to `peers`; returns the count."""

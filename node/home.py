@@ -30,9 +30,9 @@ Contract:
   Node i listens for P2P on 127.0.0.1:`base_port + 2i` and for RPC on 127.0.0.1:`base_port + 2i + 1`, lists every
   other node as a peer `nodeid@127.0.0.1:port`, and every home holds the same genesis.json and validators.json,
   byte for byte (`localnet_genesis` with every node's validator key, power 10: spot and perp markets). Localnet
-  consensus timeouts are short (`LOCALNET_CONSENSUS`: about 150 ms between blocks at idle on loopback), and every
-  node feeds the oracle from a static source (`LOCALNET_ORACLE`: BTC-PERP at $100,000 and ETH-PERP at $4,000,
-  each second).
+  consensus timeouts are short (`LOCALNET_CONSENSUS`: about 150 ms between blocks at idle on loopback, block
+  times at most 1 s ahead of a validator's clock), and every node feeds the oracle from a static source
+  (`LOCALNET_ORACLE`: BTC-PERP at $100,000 and ETH-PERP at $4,000, each second).
 
 Why validators.json beside genesis.json: consensus verifies votes with each validator's public key, and the
 genesis `validators` field holds (address, power) only. An entry may omit `public_key` (a set written for
@@ -67,9 +67,10 @@ DEFAULT_POWER = 10
 MAX_POWER = 1 << 60
 LOCALNET_HOST = "127.0.0.1"
 # Loopback timeouts: a block every ~150 ms at idle; a dead proposer costs ~0.5 s per height it should propose.
+# The nodes share one clock, so a block time more than 1 s ahead of it can only come from a skewed node.
 LOCALNET_CONSENSUS = ConsensusSection(
     timeout_propose_ms=400, timeout_prevote_ms=150, timeout_precommit_ms=150, timeout_delta_ms=100,
-    create_empty_blocks_interval_ms=150)
+    create_empty_blocks_interval_ms=150, max_future_block_time_ms=1000)
 # Every localnet validator feeds fixed prices (genesis.presets.perp_markets units): $100,000 per BTC, $4,000 per ETH.
 LOCALNET_ORACLE = OracleSection(
     source="static", interval_ms=1000, prices=(("BTC-PERP", 10_000_000), ("ETH-PERP", 4_000_000)))

@@ -18,6 +18,7 @@ Metrics (all on the registry that `/metrics` of the node's RPC server exposes, n
 | `kabuto_blocksync_blocks_total`        | counter   | blocks applied through block sync                         |
 | `kabuto_consensus_rounds_total`        | counter   | rounds entered after round 0 (a proxy for failed rounds)  |
 | `kabuto_oracle_submissions_total`      | counter   | oracle feeder attempts by `result` (node/oracle.py)       |
+| `kabuto_evidence_reported_total`       | counter   | double-signing reports by `result` (node/evidence.py)     |
 
 Peer byte counters are read from the live connections when scraped, plus what closed connections had sent;
 a counter never decreases.
@@ -95,6 +96,8 @@ class NodeMetrics:
         self.rounds = Counter("kabuto_consensus_rounds", "rounds entered after round 0", registry=r)
         self.oracle_submissions = Counter("kabuto_oracle_submissions", "oracle price submissions by result",
                                           ["result"], registry=r)
+        self.evidence_reported = Counter("kabuto_evidence_reported", "double-signing evidence reports by result",
+                                         ["result"], registry=r)
         self._last_commit: float | None = None
 
     def register_peers(self, collector: PeerBytesCollector) -> None:

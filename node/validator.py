@@ -13,11 +13,17 @@ Start-up, in order (resources open in this order and close in reverse):
    so a restarted validator re-derives its round state and never signs twice;
 5. one `asyncio.TaskGroup`: the P2P switch (listener and one dialer per configured peer), the consensus driver,
    block sync, the oracle feeder when `[oracle] source` is not "none" (node/oracle.py: this validator's signed
-   prices through `NodeSubmitter.submit`, like an RPC submission), the RPC server (aiohttp,
-   `rpc.server.make_app`) and the stop watcher.
+   prices through `NodeSubmitter.submit`, like an RPC submission), the evidence reporter (node/evidence.py: the
+   double signing the engine detects, put on the chain the same way, signed with the same key and nonce
+   source), the RPC server (aiohttp, `rpc.server.make_app`) and the stop watcher.
+
+Clock: one function, `node.driver.make_clock([debug] clock_skew_ms)`, is built here and handed to everything that
+reads the wall clock: the app (block times and the `max_future_block_time_ms` bound), the driver and the engine's
+restore (vote timestamps, WAL records) and the oracle feeder (nonces); the evidence reporter shares the feeder's
+nonce source. `[debug] double_sign` turns on the driver's byzantine mode; both debug keys are logged at start.
 
 Stop: SIGINT or SIGTERM sets the stop event; the watcher closes every peer gracefully (the switch returns),
-cancels the driver, block sync and the oracle feeder, then the RPC server closes its WebSockets, and the WAL and
+cancels the driver, block sync, the oracle feeder and the evidence reporter, then the RPC server closes its WebSockets, and the WAL and
 the store are closed.
 A fatal error (`AppHashMismatch`, a storage error) propagates out of the TaskGroup after the same cleanup.
 
@@ -46,7 +52,8 @@ from consensus.validators import ValidatorSet
 from consensus.wal import FileWAL
 from node.app import FRAME_OVERHEAD_BYTES, ChainApp, decode_certificate
 from node.config import NodeConfig, consensus_timeouts, parse_address, parse_peer
-from node.driver import MSG_CONSENSUS_RESEND, WAL_FILE, ConsensusDriver, now_ms
+from node.driver import MSG_CONSENSUS_RESEND, WAL_FILE, ConsensusDriver, make_clock
+from node.evidence import EvidenceReporter
 from node.home import DATA_DIR, WAL_DIR, Home, require_public_keys
 from node.mempool import Mempool
 from node.oracle import OracleFeeder, make_oracle_feeder
@@ -62,6 +69,7 @@ from node.statesync import run_state_sync
 from node.sync import BlockSync
 from node.telemetry import ConsensusPosition, NodeMetrics, PeerBytesCollector, configure_logging
 from node.tracing import Tracing, make_tracing
+from rpc.client.wallet import NonceSource, Wallet
 from rpc.config import RpcConfig
 from rpc.methods import make_router
 from rpc.server import make_app
@@ -161,6 +169,7 @@ class Node:
     wal: FileWAL
     stop_event: asyncio.Event
     oracle: OracleFeeder | None = None
+    reporter: EvidenceReporter | None = None
 
 
 def build_node(
@@ -171,6 +180,8 @@ def build_node(
     require_public_keys(home)
     config = home.config
     chain_id = home.genesis.params.chain_id
+    clock = make_clock(config.debug.clock_skew_ms)
+    log_debug_modes(config)
     metrics = NodeMetrics()
     state = load_or_init_state(store, home)
     mempool = Mempool(config.mempool.to_limits())
@@ -182,7 +193,8 @@ def build_node(
                           - CERTIFICATE_BYTES_PER_VALIDATOR * len(home.validators))
     app = ChainApp(state, store, mempool, view, metrics, home.validator_key.address,
                    lambda block, result, messages: publish_block(hub, block, result, messages),
-                   max_block_bytes, tracing=tracing)
+                   max_block_bytes, clock_ms=clock, tracing=tracing,
+                   max_future_block_time_ms=config.consensus.max_future_block_time_ms)
 
     height = state.height + 1
     validators, next_validators = compute_validator_sets(home, height)
@@ -192,7 +204,7 @@ def build_node(
     engine_config = EngineConfig(chain_id, TimeoutConfig(**consensus_timeouts(config)))
     engine, initial = Engine.restore(
         engine_config, home.validator_key if is_validator else None, height, validators, next_validators, wal,
-        last_commit=decode_certificate(stored_commit) if stored_commit else None, now_ms=now_ms())
+        last_commit=decode_certificate(stored_commit) if stored_commit else None, now_ms=clock())
 
     peer_addresses = [PeerAddress(bytes.fromhex(node_id), host, port)
                       for node_id, host, port in (parse_peer(p, "p2p.peers") for p in config.p2p.peers)]
@@ -215,7 +227,8 @@ def build_node(
         engine, app, home.path / WAL_DIR, switch.broadcast, position, metrics,
         empty_block_interval_ms=config.consensus.create_empty_blocks_interval_ms, initial_actions=initial,
         is_behind=lambda: holder["sync"].is_behind(),
-        on_future_height=lambda sender, h: holder["sync"].hint())
+        on_future_height=lambda sender, h: holder["sync"].hint(), clock_ms=clock,
+        double_sign=config.debug.double_sign, on_evidence=lambda evidence: holder["reporter"].report(evidence))
     sync = BlockSync(app, store, driver, validators, chain_id, metrics, lambda: switch.peers,
                      max_frame_bytes=config.p2p.max_frame_bytes)
     app.on_commit.append(sync.publish_status)
@@ -224,11 +237,27 @@ def build_node(
     holder.update(submitter=submitter, driver=driver, sync=sync, switch=switch)
     metrics.chain_height.set(state.height)
     oracle = make_oracle_feeder(config, home.genesis, home.validator_key, submitter.submit, lambda: app.state,
-                                lambda tx_hash: tx_hash in mempool, metrics, now_ms)
+                                lambda tx_hash: tx_hash in mempool, metrics, clock)
+    wallet = oracle.wallet if oracle is not None else Wallet(
+        home.validator_key, chain_id,
+        nonces=NonceSource(clock, max(state.nonces.get(home.validator_key.address, []), default=0)))
+    reporter = EvidenceReporter(wallet, {v.address: v.public_key for v in home.validators}, submitter.submit,
+                                lambda: app.state, metrics)
+    holder["reporter"] = reporter
 
     rpc_app = make_rpc_app(view, config, hub, metrics, submitter, ready=lambda: not sync.is_behind())
     return Node(home, store, app, driver, sync, switch, submitter, metrics, hub, rpc_app, wal,
-                stop_event if stop_event is not None else asyncio.Event(), oracle)
+                stop_event if stop_event is not None else asyncio.Event(), oracle, reporter)
+
+
+def log_debug_modes(config: NodeConfig) -> None:
+    """Say loudly when a test-only `[debug]` mode is on."""
+    debug = config.debug
+    if debug.double_sign:
+        log.warning("[debug] double_sign is on: this validator signs a conflicting prevote after each of its own "
+                    "(test-only byzantine mode)")
+    if debug.clock_skew_ms:
+        log.warning("[debug] clock_skew_ms is %d: this node's clock is shifted (test-only)", debug.clock_skew_ms)
 
 
 def route_direct(switch: Switch, driver: ConsensusDriver, sync: BlockSync, peer: Peer, message: Message) -> None:
@@ -269,6 +298,8 @@ async def serve_node(node: Node) -> None:
                        tg.create_task(node.sync.run(), name="blocksync")]
             if node.oracle is not None:
                 workers.append(tg.create_task(node.oracle.run(), name="oracle"))
+            if node.reporter is not None:
+                workers.append(tg.create_task(node.reporter.run(), name="evidence"))
             log.info("node started", extra={"fields": {
                 "chain_id": node.home.genesis.params.chain_id, "p2p": f"{p2p_host}:{node.switch.port}",
                 "rpc": f"{rpc_host}:{rpc_port}", "chain_height": node.app.height, "peers": len(peers)}})

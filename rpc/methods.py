@@ -67,7 +67,8 @@ MAX_BOOK_DEPTH = 500
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
-_SMALL_EVENT_FIELDS = frozenset({"market", "asset", "reason", "time_in_force", "stage", "status", "code", "leverage"})
+_SMALL_EVENT_FIELDS = frozenset({
+    "market", "asset", "reason", "time_in_force", "stage", "status", "code", "leverage", "vote_type"})
 # Small integers in the genesis document and market parameters; every other integer is a decimal string.
 _SMALL_PARAM_FIELDS = frozenset({
     "market_id", "asset_id", "base_asset", "quote_asset", "collateral_asset", "decimals", "nonce_set_size",
@@ -79,7 +80,9 @@ def get_event_name(event: Any) -> str:
     """The event's type name in the API: its class name without an "Event" suffix (TransferEvent: Transfer)."""
     name = type(event).__name__
     return name[:-len("Event")] if name.endswith("Event") else name
-_ENTRY_KINDS = {b"a": "account", b"g": "global", b"m": "market", b"n": "nonces", b"o": "order", b"s": "asset"}
+_ENTRY_KINDS = {b"a": "account", b"g": "global", b"m": "market", b"n": "nonces", b"o": "order", b"s": "asset",
+                b"e": "evidence"}
+VOTE_TYPE_NAMES = {2: "prevote", 3: "precommit"}
 
 UNITS = {
     "price": "quote atoms per lot",
@@ -575,6 +578,19 @@ def make_router(view: ChainView) -> Router:
         listed = [{"address": a.hex(), "power": str(state.validators[a])} for a in sorted(state.validators)]
         return {"height": str(state.height), "validators": listed, "total_power": str(sum(state.validators.values()))}
 
+    def evidence(ctx: CallContext, validator: bytes | None, limit: int) -> dict[str, Any]:
+        """The double signing recorded in the committed state (docs/PROTOCOL.md §5.21), newest offence first."""
+        recorded = view.state.evidence
+        found: list[dict[str, Any]] = []
+        for address, height in sorted(recorded, key=lambda where: (-where[1], where[0])):
+            if validator is not None and address != validator:
+                continue
+            for (round_, vote_type), at in sorted(recorded[(address, height)].items()):
+                found.append({"validator": address.hex(), "height": str(height), "round": str(round_),
+                              "vote_type": vote_type, "vote_type_name": VOTE_TYPE_NAMES.get(vote_type, "unknown"),
+                              "recorded_height": str(at)})
+        return {"height": str(view.state.height), "count": len(found), "evidence": found[:limit]}
+
     def fills(
         ctx: CallContext, address: bytes, market: int | str | None, limit: int, before: tuple[int, int] | None,
     ) -> dict[str, Any]:
@@ -601,6 +617,7 @@ def make_router(view: ChainView) -> Router:
     return Router({
         "genesis": Route(genesis),
         "validators": Route(validators),
+        "evidence": Route(evidence, Param("validator", _ADDRESS, required=False), limit),
         "fills": Route(fills, address, Param("market", _market_type, required=False), limit,
                        Param("before", _cursor_type, required=False)),
         "trades": Route(trades, market, limit),

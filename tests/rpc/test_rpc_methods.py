@@ -243,7 +243,8 @@ def test_add_block_refuses_a_block_not_just_applied(chain: RpcChain) -> None:
 def test_router_routes_every_method(chain: RpcChain) -> None:
     assert set(chain.router.routes) == {
         "status", "health", "markets", "book", "account", "open_orders", "order_status", "account_proof",
-        "block", "block_results", "block_diff", "tx", "genesis", "validators", "fills", "trades", "funding_history"}
+        "block", "block_results", "block_diff", "tx", "genesis", "validators", "fills", "trades", "funding_history",
+        "evidence"}
     assert isinstance(chain.router, Router)
 
 
