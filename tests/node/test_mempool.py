@@ -1,6 +1,8 @@
 """Mempool spec vectors: admission (one test per refusal), caps, reaping a block that `apply_block` accepts
 on top of the committed state, and the recheck after a block."""
 
+import hashlib
+
 import pytest
 
 from genesis import minimal_genesis, validate_genesis
@@ -192,3 +194,35 @@ def test_update_drops_what_can_never_be_included() -> None:
     result = apply_block(state, make_block(state, state.time_ms + 1000, [high]), pool.verified())
     dropped = pool.update(state, [r.tx_hash for r in result.receipts])
     assert len(pool) == 0 and len(dropped) == 1   # `low` is now below the single kept nonce: never includable
+
+
+def test_update_rechecks_the_block_signers_at_once_and_everyone_after_the_full_recheck_interval() -> None:
+    from node.mempool import FULL_RECHECK_MS
+    state, pool = make_state(), Mempool()
+    first = pay(state, KEYS[0], 1)
+    pool.admit(first, state)
+    commit(state, pool, state.time_ms + 1000)   # the first update is a full pass
+    # KEYS[1]'s pending transaction reuses a nonce that a block (made elsewhere) then commits for KEYS[1]
+    mine = pay(state, KEYS[1], 5)
+    pool.admit(mine, state)
+    other = sign_transaction(KEYS[1], state.params.chain_id, state.time_ms + 5,
+                             [Transfer(KEYS[3].address, USD, 2)])
+    result = apply_block(state, make_block(state, state.time_ms + 10, [other]))
+    assert pool.update(state, [r.tx_hash for r in result.receipts]) == []      # not a signer of ours, not due
+    assert pool.reap(state, state.time_ms + 10) == []                           # but reap never takes it
+    assert pool.update(state, [], signers=[KEYS[1].address]) == [hashlib.sha256(mine).digest()]
+    # a full pass once the block time has moved far enough
+    pool.admit(pay(state, KEYS[2], 7), state)
+    stale = sign_transaction(KEYS[2], state.params.chain_id, state.time_ms + 7, [Transfer(KEYS[3].address, USD, 3)])
+    apply_block(state, make_block(state, state.time_ms + FULL_RECHECK_MS, [stale]))
+    assert len(pool.update(state, [])) == 1 and len(pool) == 0
+
+
+def test_verified_map_follows_admissions_and_removals() -> None:
+    state, pool = make_state(), Mempool()
+    wires = [pay(state, KEYS[i], 1 + i) for i in range(3)]
+    for wire in wires:
+        pool.admit(wire, state)
+    assert list(pool.verified()) == wires
+    commit(state, pool, state.time_ms + 1000)
+    assert pool.verified() == {} and len(pool) == 0 and pool.size_bytes == 0
