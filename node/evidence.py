@@ -13,7 +13,9 @@ Contract:
   state already records the offence, builds ONE transaction `[41, public_key, vote_a, vote_b]` signed by this
   node's validator key for its own account (the oracle feeder's pattern, node/oracle.py; the two share one nonce
   source, so their nonces never collide) and hands it to `NodeSubmitter.submit`: mempool admission against the
-  committed state, then gossip.
+  committed state, then gossip. Like the feeder, it waits (re-checking every `WAIT_S`) while the nonce lies
+  outside the window around the last block's time (a new chain whose genesis time is long past, a node far
+  behind) rather than send what admission would refuse.
 - The engine's evidence names the offender by address; its public key, which the transaction carries, comes
   from the consensus validator set (validators.json) through `public_keys`.
 - Several honest nodes report the same offence: the first report executed records it, the others are included
@@ -32,6 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from consensus.evidence import DuplicateVoteEvidence
+from node.oracle import WAIT_S, is_nonce_in_window
 from node.telemetry import NodeMetrics
 from rpc.client.wallet import Wallet
 from stf.state import State, is_evidence_recorded
@@ -90,15 +93,21 @@ class EvidenceReporter:
 
     async def submit_one(self, evidence: DuplicateVoteEvidence) -> None:
         offence = get_offence(evidence)
-        if is_evidence_recorded(self.get_state(), *offence):
-            self.count("already_recorded", offence)
-            return
         public_key = self.public_keys.get(offence[0])
         if public_key is None:
             self.count("unknown_validator", offence)
             return
-        wire = self.wallet.sign(build_report(evidence, public_key)).wire
-        result = await self.submit(wire)
+        action = build_report(evidence, public_key)
+        while True:
+            state = self.get_state()
+            if is_evidence_recorded(state, *offence):
+                self.count("already_recorded", offence)
+                return
+            signed = self.wallet.sign(action)
+            if is_nonce_in_window(state.params, state.time_ms, signed.nonce):
+                break
+            await asyncio.sleep(WAIT_S)  # this clock is outside the nonce window of the last block's time
+        result = await self.submit(signed.wire)
         self.count(result.code, offence, result.message)
 
     def count(self, result: str, offence: Offence, message: str = "") -> None:

@@ -25,7 +25,7 @@ from node.home import LOCALNET_CONSENSUS
 from node.mempool import Mempool
 from node.p2p.gossip import MSG_PROPOSAL, MSG_VOTE
 from node.storage import ChainStore, MemoryKV
-from node.submit import NodeSubmitter
+from node.submit import NodeSubmitter, SubmitResult
 from node.telemetry import ConsensusPosition, NodeMetrics
 from rpc.client.wallet import NonceSource, Wallet
 from rpc.views import InMemoryChainView
@@ -70,12 +70,12 @@ def reported(metrics: NodeMetrics, result: str) -> float:
 # --- the evidence reporter -------------------------------------------------------------------------------------
 
 def make_reporter(state: State, public_keys: dict | None = None):
-    mempool, metrics, gossiped = Mempool(), NodeMetrics(), []
-    submitter = NodeSubmitter(mempool, lambda: state, gossiped.append, metrics)
+    mempool, metrics = Mempool(), NodeMetrics()
+    submitter = NodeSubmitter(mempool, lambda: state, lambda *gossip: None, metrics)
     wallet = Wallet(KEY, CHAIN, nonces=NonceSource(lambda: state.time_ms + 1))
     keys = public_keys if public_keys is not None else {k.address: k.public_key for k in (KEY, OTHER)}
     reporter = EvidenceReporter(wallet, keys, submitter.submit, lambda: state, metrics)
-    return reporter, mempool, metrics, gossiped
+    return reporter, (lambda: mempool.reap(state, state.time_ms + 1000, max_bytes=1 << 20)), metrics
 
 
 async def drain(reporter: EvidenceReporter) -> None:
@@ -91,7 +91,7 @@ async def drain(reporter: EvidenceReporter) -> None:
 
 def test_reporter_submits_one_signed_report_per_offence_and_the_chain_records_it() -> None:
     state = make_state(KEY, OTHER)
-    reporter, mempool, metrics, gossiped = make_reporter(state)
+    reporter, pending, metrics = make_reporter(state)
     first, second = double_vote(OTHER)
     evidence = make_duplicate_vote_evidence(first, second)
     reporter.report(evidence)
@@ -99,29 +99,30 @@ def test_reporter_submits_one_signed_report_per_offence_and_the_chain_records_it
     third = Vote(PREVOTE, 1, 0, b"\xcc" * 32, OTHER.address, 3).signed(OTHER, CHAIN)
     reporter.report(make_duplicate_vote_evidence(first, third))  # another pair, same offence: not again
     asyncio.run(drain(reporter))
-    assert len(gossiped) == 1 and len(mempool) == 1 and reported(metrics, "ok") == 1
-    tx = decode_transaction(gossiped[0])
+    admitted = pending()
+    assert len(admitted) == 1 and reported(metrics, "ok") == 1
+    tx = decode_transaction(admitted[0])
     assert tx.account == tx.signer == KEY.address
     assert tx.actions == (build_report(evidence, OTHER.public_key),)
-    result = apply_block(state, make_block(state, state.time_ms + 1000, gossiped))
+    result = apply_block(state, make_block(state, state.time_ms + 1000, admitted))
     assert result.receipts[0].results[0].code == ResultCode.OK
     assert state.evidence == {(OTHER.address, 1): {(0, PREVOTE): 1}}
 
     # another node's reporter (fresh memory) finds the offence recorded and sends nothing
-    late, _, late_metrics, late_gossiped = make_reporter(state)
+    late, late_pending, late_metrics = make_reporter(state)
     late.report(evidence)
     asyncio.run(drain(late))
-    assert late_gossiped == [] and reported(late_metrics, "already_recorded") == 1
+    assert late_pending() == [] and reported(late_metrics, "already_recorded") == 1
 
 
 def test_reporter_counts_a_validator_without_a_known_key_and_a_full_queue() -> None:
     state = make_state(KEY, OTHER)
-    reporter, _, metrics, gossiped = make_reporter(state, public_keys={})
+    reporter, pending, metrics = make_reporter(state, public_keys={})
     reporter.report(make_duplicate_vote_evidence(*double_vote(OTHER)))
     asyncio.run(drain(reporter))
-    assert gossiped == [] and reported(metrics, "unknown_validator") == 1
+    assert pending() == [] and reported(metrics, "unknown_validator") == 1
 
-    full, _, full_metrics, _ = make_reporter(state)
+    full, _, full_metrics = make_reporter(state)
     for height in range(1, full._queue.maxsize + 3):
         full.report(make_duplicate_vote_evidence(*double_vote(OTHER, height)))
     assert full._queue.full() and reported(full_metrics, "dropped") == 2
@@ -129,11 +130,38 @@ def test_reporter_counts_a_validator_without_a_known_key_and_a_full_queue() -> N
 
 def test_reporter_counts_an_admission_refusal() -> None:
     state = make_state(KEY, OTHER)
-    reporter, _, metrics, gossiped = make_reporter(state)
-    reporter.wallet = Wallet(KEY, CHAIN, nonces=NonceSource(lambda: 5))  # a nonce far outside the chain's window
+    reporter, _, metrics = make_reporter(state)
+
+    async def full_pool(wire: bytes) -> SubmitResult:
+        return SubmitResult(hashlib.sha256(wire).digest(), "mempool_full", "the pool is full")
+
+    reporter.submit = full_pool
     reporter.report(make_duplicate_vote_evidence(*double_vote(OTHER)))
     asyncio.run(drain(reporter))
-    assert gossiped == [] and reported(metrics, "nonce_too_old") == 1
+    assert reported(metrics, "mempool_full") == 1
+
+
+def test_reporter_waits_for_a_block_within_the_nonce_window_of_its_clock() -> None:
+    state = make_state(KEY, OTHER)  # a chain whose genesis time is long before this clock
+    reporter, pending, metrics = make_reporter(state)
+    clock_ms = state.time_ms + 2 * 86_400_000  # beyond the window's future edge (1 day) of the genesis time
+    reporter.wallet = Wallet(KEY, CHAIN, nonces=NonceSource(lambda: clock_ms))
+    reporter.report(make_duplicate_vote_evidence(*double_vote(OTHER)))
+
+    async def scenario() -> list:
+        task = asyncio.create_task(reporter.run())
+        try:
+            await asyncio.sleep(0.3)
+            waiting = pending()
+            apply_block(state, make_block(state, clock_ms - 1000, []))  # the first block, at about this clock
+            await asyncio.sleep(0.3)
+            return waiting
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    assert asyncio.run(scenario()) == [] and len(pending()) == 1 and reported(metrics, "ok") == 1
+    assert reported(metrics, "nonce_too_new") == 0
 
 
 # --- the block-time bound --------------------------------------------------------------------------------------
