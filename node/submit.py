@@ -1,20 +1,55 @@
-"""Transaction submission: `NodeSubmitter` is the `rpc.submit.TxSubmitter` the node hands RPC, and the entry point
+"""Transaction admission: `NodeSubmitter` is the `rpc.submit.TxSubmitter` the node hands RPC, and the entry point
 for transactions gossiped by peers.
 
-`admit(wire)` runs mempool admission against the committed state (node/mempool.py) and answers
-`SubmitResult(tx_hash, code, message)`: code "ok" or the refusal's `KabutoError.code`. `submit(wire)` does the
-same and gossips the transaction on success.
+Pipeline (one per node). Every transaction, from RPC (`await submit(wire)`), from a peer (`receive(wire, peer)`)
+or from the node itself (the oracle feeder calls `submit`), goes through one queue:
+
+1. on arrival, on the event loop: its SHA-256; one already pending in the mempool is answered "already_in_mempool"
+   at once, one already queued shares the queued one's outcome, and over `max_queue` queued transactions an RPC
+   submission is refused with "mempool_full" (a peer's is dropped: the peer had it admitted, and it will reach
+   this node again in a block or from the submitter's retry);
+2. a worker task takes up to `max_batch` queued transactions, decodes them on the loop, and checks their
+   signatures in a thread pool (`verify_threads` threads; libsodium releases the GIL, so the loop goes on
+   serving consensus and RPC meanwhile, and a large batch is split between the threads);
+3. back on the loop, `Mempool.admit_verified` (authority, nonces against the committed state and the pending
+   ones, caps) in arrival order, each RPC caller gets its `SubmitResult`, and everything admitted is gossiped:
+   one `MSG_TX_BATCH` message per peer holding the transactions that peer did not send us.
+
+So a signature is verified once per node per transaction, off the event loop, and a busy node spends its loop on
+ordering blocks rather than on cryptography. `admit(wire)` is the same admission done inline (signature on the
+caller's thread), for tools and tests.
+
+P2P: `MSG_TX_BATCH` (41) is a direct, point-to-point message (node/p2p/relay.py: not de-duplicated or relayed by
+the gossip layer; this module relays what it admits). Payload: a msgpack array of 1 to `MAX_TX_BATCH` binary
+transaction wires; `make_tx_gossip` splits a batch so that each message fits the peer's frame. Anything else is a
+protocol violation (`parse_tx_batch` raises; the caller disconnects and bans the peer). A single transaction
+gossiped as `MSG_TX` (16) is still accepted.
 """
 
+import asyncio
 import hashlib
-from collections.abc import Callable
-from typing import NamedTuple
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any, NamedTuple
 
-from node.mempool import Mempool
+from node.mempool import AlreadyKnown, Mempool, MempoolFull, compute_encoded_tx_bytes
 from node.telemetry import NodeMetrics
 from node.tracing import Tracing
-from stf.errors import KabutoError
+from stf.crypto import is_valid_signature
+from stf.errors import BadSignature, KabutoError, MalformedTransaction
 from stf.state import State
+from stf.tx import Transaction, compute_sign_bytes, decode_transaction
+
+log = logging.getLogger("node.submit")
+
+MSG_TX_BATCH = 41
+MAX_TX_BATCH = 10_000
+BATCH_OVERHEAD_BYTES = 4096   # the message's own framing and the frame's MAC, with room to spare
+PARALLEL_VERIFY_MIN = 64      # a batch at least this long is split between the verify threads
+
+Gossip = Callable[[list[tuple[bytes, bytes | None]]], None]   # [(wire, source peer id or None)], newly admitted
 
 
 class SubmitResult(NamedTuple):
@@ -23,31 +58,206 @@ class SubmitResult(NamedTuple):
     message: str
 
 
-class NodeSubmitter:
-    """RPC's `TxSubmitter`: mempool admission against the committed state, then gossip on success."""
+class TxBatchError(ValueError):
+    """A peer's MSG_TX_BATCH payload is not an array of 1 to MAX_TX_BATCH binary wires."""
 
-    def __init__(self, mempool: Mempool, get_state: Callable[[], State], gossip: Callable[[bytes], int],
-                 metrics: NodeMetrics, tracing: Tracing = Tracing()) -> None:
+
+def parse_tx_batch(payload: Any) -> list[bytes]:
+    if type(payload) is not list or not 1 <= len(payload) <= MAX_TX_BATCH:
+        raise TxBatchError(f"a transaction batch is an array of 1 to {MAX_TX_BATCH} transactions")
+    if any(type(wire) is not bytes for wire in payload):
+        raise TxBatchError("a transaction batch holds binary transaction wires only")
+    return payload
+
+
+def verify_signatures(checks: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    """`is_valid_signature` over (public key, message, signature) triples; runs in a verify thread."""
+    return [is_valid_signature(public_key, message, signature) for public_key, message, signature in checks]
+
+
+def make_tx_gossip(peers: Callable[[], Mapping[bytes, Any]], max_frame_bytes: int) -> Gossip:
+    """Send newly admitted transactions to every connected peer but their source, as MSG_TX_BATCH messages that
+    each fit one frame of `max_frame_bytes`."""
+    budget = max_frame_bytes - BATCH_OVERHEAD_BYTES
+
+    def gossip(items: list[tuple[bytes, bytes | None]]) -> None:
+        for node_id, peer in list(peers().items()):
+            chunk: list[bytes] = []
+            size = 0
+            for wire, source in items:
+                if source == node_id:
+                    continue
+                encoded = compute_encoded_tx_bytes(len(wire))
+                if chunk and (size + encoded > budget or len(chunk) == MAX_TX_BATCH):
+                    peer.send(MSG_TX_BATCH, chunk)
+                    chunk, size = [], 0
+                chunk.append(wire)
+                size += encoded
+            if chunk:
+                peer.send(MSG_TX_BATCH, chunk)
+    return gossip
+
+
+class _Queued:
+    __slots__ = ("wire", "tx_hash", "source", "waiters")
+
+    def __init__(self, wire: bytes, tx_hash: bytes, source: bytes | None) -> None:
+        self.wire = wire
+        self.tx_hash = tx_hash
+        self.source = source
+        self.waiters: list[asyncio.Future[SubmitResult]] = []
+
+
+class NodeSubmitter:
+    """RPC's `TxSubmitter` and the peers' transaction sink: batched admission, then gossip (module docstring)."""
+
+    def __init__(self, mempool: Mempool, get_state: Callable[[], State], gossip: Gossip, metrics: NodeMetrics,
+                 tracing: Tracing = Tracing(), *, verify_threads: int = 2, max_batch: int = 1024,
+                 max_queue: int = 20_000, executor: Executor | None = None) -> None:
         self.tracing = tracing
         self.mempool = mempool
         self.get_state = get_state
         self.gossip = gossip
         self.metrics = metrics
+        self.verify_threads = max(1, verify_threads)
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self._executor = executor or ThreadPoolExecutor(self.verify_threads, thread_name_prefix="verify")
+        self._queue: deque[_Queued] = deque()
+        self._queued: dict[bytes, _Queued] = {}
+        self._worker: asyncio.Task[None] | None = None
+        self.batches = 0              # verified batches, for tests and metrics
+        self.dropped_from_peers = 0   # peers' transactions not queued because the queue was full
+
+    def __len__(self) -> int:
+        """Transactions waiting for admission."""
+        return len(self._queued)
+
+    # --- entry points -------------------------------------------------------------------------------------------
+
+    async def submit(self, wire: bytes) -> SubmitResult:
+        """Admit `wire` (RPC, the oracle feeder): the outcome once it has been through the pipeline."""
+        immediate = self._refuse_early(wire)
+        if immediate is not None:
+            return immediate
+        tx_hash = hashlib.sha256(wire).digest()
+        queued = self._queued.get(tx_hash)
+        if queued is None:
+            if len(self._queued) >= self.max_queue:
+                return self._result(tx_hash, MempoolFull(f"{len(self._queued)} transactions are waiting for admission"))
+            queued = self._enqueue(wire, tx_hash, None)
+        future: asyncio.Future[SubmitResult] = asyncio.get_running_loop().create_future()
+        queued.waiters.append(future)
+        return await future
+
+    def receive(self, wire: bytes, source: bytes) -> None:
+        """A transaction from peer `source`: queued for admission, never answered."""
+        if type(wire) is not bytes:
+            return
+        tx_hash = hashlib.sha256(wire).digest()
+        if tx_hash in self._queued or tx_hash in self.mempool:
+            return
+        if len(self._queued) >= self.max_queue:
+            self.dropped_from_peers += 1
+            return
+        self._enqueue(wire, tx_hash, source)
 
     def admit(self, wire: bytes) -> SubmitResult:
-        tx_hash = hashlib.sha256(wire).digest() if type(wire) is bytes else b""
+        """Inline admission (signature checked on this thread), without gossip."""
+        immediate = self._refuse_early(wire)
+        if immediate is not None:
+            return immediate
+        tx_hash = hashlib.sha256(wire).digest()
         try:
             tx = self.mempool.admit(wire, self.get_state())
         except KabutoError as exc:
-            self.metrics.admissions.labels(exc.code).inc()
-            return SubmitResult(tx_hash, exc.code, str(exc))
+            return self._result(tx_hash, exc)
+        return self._admitted(tx)
+
+    # --- the pipeline ---------------------------------------------------------------------------------------------
+
+    def _refuse_early(self, wire: Any) -> SubmitResult | None:
+        if type(wire) is not bytes:
+            return self._result(b"", MalformedTransaction("a transaction is a byte string"))
+        tx_hash = hashlib.sha256(wire).digest()
+        if tx_hash in self.mempool:
+            return self._result(tx_hash, AlreadyKnown("this transaction is already pending"))
+        return None
+
+    def _enqueue(self, wire: bytes, tx_hash: bytes, source: bytes | None) -> _Queued:
+        queued = _Queued(wire, tx_hash, source)
+        self._queue.append(queued)
+        self._queued[tx_hash] = queued
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run(), name="admission")
+        return queued
+
+    async def _run(self) -> None:
+        try:
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+                try:
+                    await self._admit_batch(batch)
+                except Exception as exc:   # never leave a caller waiting: fail the batch, keep the node
+                    log.exception("admission batch failed")
+                    for queued in batch:
+                        self._finish(queued, SubmitResult(queued.tx_hash, "internal", f"admission failed: {exc}"))
+        finally:
+            self._worker = None
+
+    async def _admit_batch(self, batch: list[_Queued]) -> None:
+        decoded: list[tuple[_Queued, Transaction]] = []
+        for queued in batch:
+            try:
+                decoded.append((queued, decode_transaction(queued.wire)))
+            except KabutoError as exc:
+                self._finish(queued, self._result(queued.tx_hash, exc))
+        chain_id = self.get_state().params.chain_id
+        checks = [(tx.signer_public_key, compute_sign_bytes(chain_id, tx.body), tx.signature) for _, tx in decoded]
+        valid = await self._verify(checks)
+        self.batches += 1
+        state = self.get_state()
+        relay: list[tuple[bytes, bytes | None]] = []
+        for (queued, tx), ok in zip(decoded, valid):
+            if not ok:
+                error: KabutoError = BadSignature("the signature does not verify for this signer, chain id and body")
+                self._finish(queued, self._result(queued.tx_hash, error))
+                continue
+            try:
+                self.mempool.admit_verified(tx, state)
+            except KabutoError as exc:
+                self._finish(queued, self._result(queued.tx_hash, exc))
+                continue
+            self._finish(queued, self._admitted(tx))
+            relay.append((tx.wire, queued.source))
+        if relay:
+            self.gossip(relay)
+
+    async def _verify(self, checks: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
+        loop = asyncio.get_running_loop()
+        if self.verify_threads == 1 or len(checks) < PARALLEL_VERIFY_MIN:
+            return await loop.run_in_executor(self._executor, verify_signatures, checks)
+        step = -(-len(checks) // self.verify_threads)
+        parts = await asyncio.gather(*(loop.run_in_executor(self._executor, verify_signatures, checks[i:i + step])
+                                       for i in range(0, len(checks), step)))
+        return [ok for part in parts for ok in part]
+
+    def _finish(self, queued: _Queued, result: SubmitResult) -> None:
+        self._queued.pop(queued.tx_hash, None)
+        for future in queued.waiters:
+            if not future.done():
+                future.set_result(result)
+
+    def _result(self, tx_hash: bytes, exc: KabutoError) -> SubmitResult:
+        self.metrics.admissions.labels(exc.code).inc()
+        return SubmitResult(tx_hash, exc.code, str(exc))
+
+    def _admitted(self, tx: Transaction) -> SubmitResult:
         self.metrics.admissions.labels("ok").inc()
         self.tracing.start_tx(tx.hash)
         self.metrics.observe_mempool(len(self.mempool), self.mempool.size_bytes)
         return SubmitResult(tx.hash, "ok", "admitted to the mempool")
 
-    async def submit(self, wire: bytes) -> SubmitResult:
-        result = self.admit(wire)
-        if result.code == "ok":
-            self.gossip(wire)
-        return result
+    def close(self) -> None:
+        """Stop the verify threads (the node calls it once the event loop's tasks are done)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)

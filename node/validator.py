@@ -64,7 +64,7 @@ from node.p2p.frames import Message
 from node.p2p.gossip import MSG_PROPOSAL, MSG_TX, MSG_VOTE
 from node.p2p.switch import PeerAddress, Switch
 from node.storage import ChainStore, MemoryKV, StateMismatch, open_chain_store
-from node.submit import NodeSubmitter
+from node.submit import MSG_TX_BATCH, NodeSubmitter, TxBatchError, make_tx_gossip, parse_tx_batch
 from node.statesync import run_state_sync
 from node.sync import BlockSync
 from node.telemetry import ConsensusPosition, NodeMetrics, PeerBytesCollector, configure_logging
@@ -213,14 +213,15 @@ def build_node(
 
     def deliver(sender: bytes, message: Message) -> None:
         if message.type == MSG_TX:
-            holder["submitter"].admit(message.payload)
+            holder["submitter"].receive(message.payload, sender)
         elif message.type in (MSG_VOTE, MSG_PROPOSAL):
             holder["driver"].submit_message(sender, message.payload, message.type)
 
     switch = Switch(
         home.node_key, chain_id, deliver, validator_ids=[p.node_id for p in peer_addresses], config=connection,
         backoff=LOCAL_BACKOFF, bans=BanList(time.monotonic),
-        on_direct=lambda peer, message: route_direct(holder["switch"], holder["driver"], holder["sync"], peer, message),
+        on_direct=lambda peer, message: route_direct(holder["switch"], holder["driver"], holder["sync"], peer, message,
+                                                     holder["submitter"]),
         on_connect=lambda peer: (holder["sync"].on_connect(peer), holder["driver"].resend_own([peer])))
     metrics.register_peers(PeerBytesCollector(lambda: switch.peers))
     driver = ConsensusDriver(
@@ -232,8 +233,8 @@ def build_node(
     sync = BlockSync(app, store, driver, validators, chain_id, metrics, lambda: switch.peers,
                      max_frame_bytes=config.p2p.max_frame_bytes)
     app.on_commit.append(sync.publish_status)
-    submitter = NodeSubmitter(mempool, lambda: app.state, lambda wire: switch.broadcast(MSG_TX, wire), metrics,
-                              tracing)
+    submitter = NodeSubmitter(mempool, lambda: app.state, make_tx_gossip(lambda: switch.peers,
+                              config.p2p.max_frame_bytes), metrics, tracing)
     holder.update(submitter=submitter, driver=driver, sync=sync, switch=switch)
     metrics.chain_height.set(state.height)
     oracle = make_oracle_feeder(config, home.genesis, home.validator_key, submitter.submit, lambda: app.state,
@@ -260,8 +261,19 @@ def log_debug_modes(config: NodeConfig) -> None:
         log.warning("[debug] clock_skew_ms is %d: this node's clock is shifted (test-only)", debug.clock_skew_ms)
 
 
-def route_direct(switch: Switch, driver: ConsensusDriver, sync: BlockSync, peer: Peer, message: Message) -> None:
-    """Direct messages: consensus re-sends to the driver (from validator peers only), the rest to sync."""
+def route_direct(switch: Switch, driver: ConsensusDriver, sync: BlockSync, peer: Peer, message: Message,
+                 submitter: NodeSubmitter | None = None) -> None:
+    """Direct messages: transaction batches to the submitter, consensus re-sends to the driver (from validator
+    peers only), the rest to sync."""
+    if message.type == MSG_TX_BATCH and submitter is not None:
+        try:
+            wires = parse_tx_batch(message.payload)
+        except TxBatchError as exc:
+            peer.disconnect(f"malformed transaction batch: {exc}", ban=True)
+            return
+        for wire in wires:
+            submitter.receive(wire, peer.node_id)
+        return
     if message.type == MSG_CONSENSUS_RESEND:
         if not switch.gossip.is_validator(peer.node_id):
             return
@@ -342,6 +354,7 @@ async def _main(home: Home, store: ChainStore, position: ConsensusPosition, trac
         await serve_node(node)
         log.info("stopped cleanly")
     finally:
+        node.submitter.close()
         node.wal.close()
 
 

@@ -1,0 +1,176 @@
+"""The admission pipeline (node/submit.py): batched signature checks off the loop, outcomes per caller, relay to
+every peer but the source in frame-sized MSG_TX_BATCH messages, and the refusals of a peer's batch."""
+
+import asyncio
+
+import pytest
+
+from genesis import minimal_genesis, validate_genesis
+from node.mempool import Mempool, MempoolLimits
+from node.submit import (
+    MAX_TX_BATCH, MSG_TX_BATCH, NodeSubmitter, TxBatchError, make_tx_gossip, parse_tx_batch,
+)
+from node.telemetry import NodeMetrics
+from stf.crypto import PrivateKey
+from stf.state import State, initialize_state
+from stf.tx import Transfer, sign_transaction
+
+USD = 0
+KEYS = [PrivateKey(i.to_bytes(32, "big")) for i in range(1, 6)]
+PEER_A, PEER_B, PEER_C = b"\xaa" * 20, b"\xbb" * 20, b"\xcc" * 20
+
+
+def make_state() -> State:
+    balances = [(k.address.hex(), USD, 10**12) for k in KEYS]
+    return initialize_state(validate_genesis(minimal_genesis(balances=balances)))
+
+
+def pay(state: State, key: PrivateKey, nonce_offset: int) -> bytes:
+    return sign_transaction(key, state.params.chain_id, state.time_ms + nonce_offset,
+                            [Transfer(KEYS[-1].address, USD, 1)])
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[bytes, bytes | None]]] = []
+
+    def __call__(self, items: list[tuple[bytes, bytes | None]]) -> None:
+        self.batches.append(list(items))
+
+    @property
+    def wires(self) -> list[bytes]:
+        return [wire for batch in self.batches for wire, _ in batch]
+
+
+def make_submitter(state: State, **options) -> tuple[NodeSubmitter, Mempool, Recorder]:
+    mempool, gossip = Mempool(MempoolLimits(max_txs_per_sender=5_000)), Recorder()
+    return NodeSubmitter(mempool, lambda: state, gossip, NodeMetrics(), **options), mempool, gossip
+
+
+def test_submit_admits_in_batches_answers_each_caller_and_gossips_once() -> None:
+    state = make_state()
+    submitter, mempool, gossip = make_submitter(state)
+    wires = [pay(state, KEYS[i % 4], 1 + i) for i in range(300)]
+
+    async def run() -> list:
+        return await asyncio.gather(*(submitter.submit(w) for w in wires))
+    results = asyncio.run(run())
+    assert [r.code for r in results] == ["ok"] * 300 and len(mempool) == 300
+    assert gossip.wires == wires and all(source is None for b in gossip.batches for _, source in b)
+    assert submitter.batches < 10 and len(submitter) == 0   # batched, not one verification call per transaction
+    submitter.close()
+
+
+def test_duplicates_share_one_outcome_and_pending_ones_are_known() -> None:
+    state = make_state()
+    submitter, mempool, gossip = make_submitter(state)
+    wire = pay(state, KEYS[0], 1)
+
+    async def run() -> list:
+        first = await asyncio.gather(submitter.submit(wire), submitter.submit(wire))
+        return [*first, await submitter.submit(wire)]
+    codes = [r.code for r in asyncio.run(run())]
+    assert codes == ["ok", "ok", "already_in_mempool"] and gossip.wires == [wire]
+    submitter.close()
+
+
+def test_invalid_signature_nonce_and_bytes_are_refused_with_their_codes() -> None:
+    state = make_state()
+    submitter, mempool, gossip = make_submitter(state)
+    good = pay(state, KEYS[0], 1)
+    forged = good[:-1] + bytes([good[-1] ^ 1])
+    reused = sign_transaction(KEYS[0], state.params.chain_id, state.time_ms + 1, [Transfer(KEYS[1].address, USD, 2)])
+
+    async def run() -> list:
+        return [await submitter.submit(x) for x in (forged, b"\x01garbage", good, reused, "text")]
+    codes = [r.code for r in asyncio.run(run())]
+    assert codes == ["bad_signature", "malformed_transaction", "ok", "nonce_already_pending", "malformed_transaction"]
+    assert gossip.wires == [good] and len(mempool) == 1
+    submitter.close()
+
+
+def test_a_peers_transactions_are_relayed_to_the_others_and_never_answered() -> None:
+    state = make_state()
+    submitter, mempool, gossip = make_submitter(state)
+    wires = [pay(state, KEYS[1], 1 + i) for i in range(5)]
+
+    async def run() -> None:
+        for wire in wires:
+            submitter.receive(wire, PEER_A)
+        submitter.receive(wires[0], PEER_B)     # a second copy while queued: dropped
+        while len(submitter):
+            await asyncio.sleep(0.01)
+        submitter.receive(wires[1], PEER_C)     # already pending: dropped at once
+        await asyncio.sleep(0)
+    asyncio.run(run())
+    assert len(mempool) == 5 and gossip.batches == [[(w, PEER_A) for w in wires]]
+    submitter.close()
+
+
+def test_a_full_queue_refuses_submissions_and_drops_peers_transactions() -> None:
+    state = make_state()
+    submitter, mempool, gossip = make_submitter(state, max_queue=2)
+    wires = [pay(state, KEYS[2], 1 + i) for i in range(4)]
+
+    async def run() -> list:
+        tasks = [asyncio.ensure_future(submitter.submit(w)) for w in wires[:3]]
+        await asyncio.sleep(0)       # the first two are queued before the worker runs
+        submitter.receive(wires[3], PEER_A)
+        return [r.code for r in await asyncio.gather(*tasks)]
+    assert asyncio.run(run()) == ["ok", "ok", "mempool_full"]
+    assert submitter.dropped_from_peers == 1 and len(mempool) == 2
+    submitter.close()
+
+
+class FakePeer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, list[bytes]]] = []
+
+    def send(self, msg_type: int, payload: list[bytes]) -> bool:
+        self.sent.append((msg_type, payload))
+        return True
+
+
+def test_gossip_skips_the_source_and_splits_batches_to_fit_a_frame() -> None:
+    peers = {PEER_A: FakePeer(), PEER_B: FakePeer()}
+    wires = [bytes([i]) * 1000 for i in range(20)]
+    gossip = make_tx_gossip(lambda: peers, max_frame_bytes=4096 + 5 * 1003)
+    gossip([(w, PEER_A if i % 2 else None) for i, w in enumerate(wires)])
+    to_b = [wire for msg_type, chunk in peers[PEER_B].sent for wire in chunk]
+    assert to_b == wires and all(msg_type == MSG_TX_BATCH and len(chunk) <= 5 for msg_type, chunk in peers[PEER_B].sent)
+    assert [w for _, chunk in peers[PEER_A].sent for w in chunk] == wires[::2]
+
+
+def test_parse_tx_batch_accepts_an_array_of_wires() -> None:
+    assert parse_tx_batch([b"a", b"b"]) == [b"a", b"b"]
+
+
+@pytest.mark.parametrize("payload", [[], b"tx", None, [b"a", "b"], [b"a", 1], [b"x"] * (MAX_TX_BATCH + 1)])
+def test_invalid_tx_batch_is_a_protocol_violation(payload) -> None:
+    with pytest.raises(TxBatchError):
+        parse_tx_batch(payload)
+
+
+def test_invalid_tx_batch_from_a_peer_bans_it_and_a_good_one_is_queued() -> None:
+    from node.p2p.frames import Message
+    from node.validator import route_direct
+    state = make_state()
+    submitter, mempool, gossip = make_submitter(state)
+
+    class Peer:
+        node_id = PEER_A
+        closed: list = []
+
+        def disconnect(self, reason: str, ban: bool = False) -> None:
+            self.closed.append((reason, ban))
+
+    async def run() -> None:
+        peer = Peer()
+        route_direct(None, None, None, peer, Message(MSG_TX_BATCH, [b"a", 7]), submitter)
+        assert peer.closed and peer.closed[0][1] is True and "malformed transaction batch" in peer.closed[0][0]
+        route_direct(None, None, None, peer, Message(MSG_TX_BATCH, [pay(state, KEYS[0], 1)]), submitter)
+        while len(submitter):
+            await asyncio.sleep(0.01)
+    asyncio.run(run())
+    assert len(mempool) == 1 and gossip.batches[0][0][1] == PEER_A
+    submitter.close()
