@@ -28,7 +28,7 @@ changed the account's state entry, the balances and holds after the block (`acco
 not change).
 """
 
-from collections.abc import Hashable
+from collections.abc import Container, Hashable
 from typing import Any, Protocol
 
 from stf import codec
@@ -64,17 +64,23 @@ class RecordingView(ChainView, Protocol):
 
 # --- per-block messages ---------------------------------------------------------------------------------------
 
-def compute_touched(result: BlockResult) -> dict[bytes, list[int]]:
-    """Address -> indexes of the block's events that name it, in execution order."""
+def compute_touched(result: BlockResult, addresses: Container[bytes] | None = None) -> dict[bytes, list[int]]:
+    """Address -> indexes of the block's events that name it, in execution order (only `addresses`, if given)."""
     touched: dict[bytes, list[int]] = {}
     for index, event in enumerate(result.events):
+        names = _ADDRESS_FIELDS_BY_TYPE.get(type(event))
+        if names is None:
+            names = _ADDRESS_FIELDS_BY_TYPE[type(event)] = tuple(n for n in ADDRESS_FIELDS if hasattr(event, n))
         seen = []
-        for name in ADDRESS_FIELDS:
-            address = getattr(event, name, None)
-            if isinstance(address, bytes) and address not in seen:
+        for name in names:
+            address = getattr(event, name)
+            if isinstance(address, bytes) and address not in seen and (addresses is None or address in addresses):
                 seen.append(address)
                 touched.setdefault(address, []).append(index)
     return touched
+
+
+_ADDRESS_FIELDS_BY_TYPE: dict[type, tuple[str, ...]] = {}
 
 
 def format_account_entry(state: State, value: bytes | None) -> dict[str, Any]:
@@ -147,8 +153,9 @@ def publish_block_messages(
         hub.publish(BLOCK_DIFFS, None, format_block_diff(height, result))
     for market_id, message in collect_trades(block, result).items():
         hub.publish(TRADES, market_id, message)
-    for address, indexes in compute_touched(result).items():
-        if hub.get_subscriber_count(ACCOUNT, address):
+    watched = hub.get_subscribed_keys(ACCOUNT)
+    if watched:
+        for address, indexes in compute_touched(result, watched).items():
             hub.publish(ACCOUNT, address, format_account_block(view.state, address, block, result, indexes))
 
 

@@ -184,6 +184,7 @@ class Hub:
         self.channels: Mapping[str, Channel] = {c.name: c for c in channels}
         self._new_id = new_id
         self._streams: dict[tuple[str, Hashable], dict[str, Session]] = {}
+        self._keys: dict[str, dict[Hashable, None]] = {}      # channel -> its keys with subscribers
         self._listeners: list[Listener] = []
         self.slow_consumer_closes = 0
         self.notifications_sent = 0
@@ -214,6 +215,10 @@ class Hub:
     def get_subscriber_count(self, channel: str, key: Hashable) -> int:
         return len(self._streams.get((channel, key), ()))
 
+    def get_subscribed_keys(self, channel: str) -> Mapping[Hashable, None]:
+        """The keys of `channel` that have at least one subscriber (read only)."""
+        return self._keys.get(channel, {})
+
     # -- sessions --------------------------------------------------------------------------------------------
 
     def subscribe(self, session: Session, views: Any, channel_name: Any, extra: dict[str, Any]) -> str:
@@ -238,6 +243,7 @@ class Hub:
         subscription_id = self._new_id()
         session.subscriptions[subscription_id] = (channel.name, key)
         self._streams.setdefault((channel.name, key), {})[subscription_id] = session
+        self._keys.setdefault(channel.name, {})[key] = None
         for result in encoded:
             if not session.send_notification(format_notification(subscription_id, result)):
                 self._drop(session)
@@ -252,6 +258,10 @@ class Hub:
         del subscribers[subscription_id]
         if not subscribers:
             del self._streams[stream]
+            keys = self._keys[stream[0]]
+            del keys[stream[1]]
+            if not keys:
+                del self._keys[stream[0]]
         return True
 
     def unsubscribe_all(self, session: Session) -> int:

@@ -79,6 +79,19 @@ def test_unsubscribe() -> None:
     assert hub.publish("blocks", None, 3) == 0
 
 
+def test_subscribed_keys_follow_subscriptions() -> None:
+    hub, a, b = make_hub(), Session("a", 8, 8), Session("b", 8, 8)
+    assert dict(hub.get_subscribed_keys("book")) == {}
+    first = hub.subscribe(a, None, "book", {"market": "X"})
+    hub.subscribe(b, None, "book", {"market": "X"})
+    hub.subscribe(b, None, "book", {"market": "Y"})
+    assert list(hub.get_subscribed_keys("book")) == ["X", "Y"]
+    hub.unsubscribe(a, first)
+    assert list(hub.get_subscribed_keys("book")) == ["X", "Y"]
+    hub.unsubscribe_all(b)
+    assert dict(hub.get_subscribed_keys("book")) == {} and dict(hub.get_subscribed_keys("blocks")) == {}
+
+
 @pytest.mark.parametrize(("channel", "extra", "named"), [
     ("trades", {}, "channel"),
     ("book", {}, "market"),
