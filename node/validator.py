@@ -36,6 +36,7 @@ with code "ok" or the refusal's `KabutoError.code`.
 """
 
 import asyncio
+import gc
 import inspect
 import logging
 import signal
@@ -350,6 +351,10 @@ async def _main(home: Home, store: ChainStore, position: ConsensusPosition, trac
             log.info("stopped during state sync")
             return
     node = build_node(home, store, position, tracing, stop_event)
+    # The loaded state is most of the process's objects and lives as long as it does: out of the collector's
+    # view, full collections (which pause the event loop) only walk what was made since.
+    gc.collect()
+    gc.freeze()
     try:
         await serve_node(node)
         log.info("stopped cleanly")
