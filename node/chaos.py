@@ -59,7 +59,9 @@ from typing import Any
 
 import aiohttp
 
-from node.chaos_check import find_forks, find_lost, judge, parse_evidence_rpc, read_chain, read_evidence
+from node.chaos_check import (
+    find_forks, find_lost, judge, parse_evidence_rpc, read_chain, read_evidence, summarize_evidence,
+)
 from node.chaos_faults import (
     HALTING, KINDS, RESTART_COST_S, PlannedFault, compute_max_stall, compute_resume_s, make_schedule,
 )
@@ -77,6 +79,7 @@ POLL_S = 0.1
 START_TIMEOUT_S = 90.0
 CATCH_UP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
+SLOW_STOP_S = 5.0
 DEBUG_KEYS = {"skew": ("clock_skew_ms", 5000), "byzantine": ("double_sign", True)}
 CHAIN_ID = "kabuto-localnet"
 
@@ -331,7 +334,15 @@ class Campaign:
     # --- faults ---------------------------------------------------------------------------------------------
 
     async def restart_with(self, node: NodeProcess, settings: dict[str, Any] | None) -> None:
-        await node.terminate()
+        """SIGTERM, rewrite `[debug]` (None: the original config), start; the stop is noted in the fault."""
+        started = time.monotonic()
+        code = await node.terminate()
+        stop_s = round(time.monotonic() - started, 2)
+        if self.records:
+            self.records[-1].setdefault("restarts", []).append(
+                {"node": node.index, "stop_s": stop_s, "exit_code": code})
+        if stop_s > SLOW_STOP_S:
+            self.messages.append(f"node {node.index} took {stop_s:.1f} s to stop on SIGTERM (exit code {code})")
         config = self.homes[node.index] / CONFIG_FILE
         original = self.original_configs[node.index]
         config.write_text(original if settings is None else render_with_debug(original, settings))
@@ -451,10 +462,10 @@ class Campaign:
         stop_codes = await self.stop_all()
         return self.summarize(load, observed_s, evidence_rpc, stop_codes)
 
-    async def ask_evidence(self, urls: list[str]) -> list[dict] | None:
-        """The `evidence` RPC's offences from every node that serves it (None: no node does)."""
+    async def ask_evidence(self, urls: list[str]) -> dict | None:
+        """The `evidence` RPC's offences, from every node that serves it (None: no node does)."""
         found: dict[tuple, dict] = {}
-        served = False
+        counts = []
         timeout = aiohttp.ClientTimeout(total=5)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             for url in urls:
@@ -464,18 +475,27 @@ class Campaign:
                         answer = await response.json(content_type=None)
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
                     continue
-                if "result" not in answer:
+                if not isinstance(answer, dict) or "result" not in answer:
                     continue
-                served = True
-                for offence in parse_evidence_rpc(answer["result"]):
-                    found[tuple(sorted(offence.items()))] = offence
-        return sorted(found.values(), key=lambda o: (o["validator"], o["height"] or 0, o["round"] or 0)) \
-            if served else None
+                result = answer["result"]
+                offences = parse_evidence_rpc(result)
+                counts.append(int(result["count"]) if isinstance(result, dict) and "count" in result
+                              else len(offences))
+                for offence in offences:
+                    found[tuple(sorted(offence.items(), key=lambda item: item[0]))] = offence
+        if not counts:
+            return None
+        offences = sorted(found.values(), key=lambda o: (o["validator"], o["height"] or 0, o["round"] or 0))
+        return summarize_evidence(offences, max(counts))
 
     async def stop_all(self) -> dict[int, int | None]:
         codes = {}
         for node in self.nodes:
+            started = time.monotonic()
             codes[node.index] = await node.terminate()
+            if time.monotonic() - started > SLOW_STOP_S:
+                self.messages.append(f"node {node.index} took {time.monotonic() - started:.1f} s to stop on "
+                                     f"SIGTERM at the end (exit code {codes[node.index]})")
         self.commits.poll()
         return codes
 
@@ -500,7 +520,7 @@ class Campaign:
         return {"chains": chains, "forks": find_forks(chains), "lost": lost, "checked": checked,
                 "evidence": [evidence[key] for key in sorted(evidence)]}
 
-    def summarize(self, load: Load, observed_s: float, evidence_rpc: list[dict] | None,
+    def summarize(self, load: Load, observed_s: float, evidence_rpc: dict | None,
                   stop_codes: dict[int, int | None]) -> dict:
         try:
             check = self.read_stores(load.acks)
@@ -530,7 +550,7 @@ class Campaign:
             "max_stall_s": compute_max_stall(commit_times, halts, 0.0, observed_s),
             "max_gap_s": gaps, "stall_bound_s": self.args.max_stall,
             "heights": {str(c.node): c.height for c in check["chains"]},
-            "evidence": check["evidence"], "evidence_rpc": evidence_rpc,
+            "evidence": summarize_evidence(check["evidence"]), "evidence_rpc": evidence_rpc,
             "byzantine_validators": sorted(self.byzantine),
             "load": load.summary(),
             "errors": {"node_exits": self.node_exits, "client": load.summary()["outcomes"],
@@ -590,7 +610,8 @@ def format_text(summary: dict) -> str:
         f"acknowledged: {summary['acknowledged']}  lost: {summary['lost']}  forks: {summary['forks']}",
         f"max stall: {summary['max_stall_s']:.2f} s (bound {summary['stall_bound_s']:.1f} s; longest gap "
         f"{summary['max_gap_s']:.2f} s)",
-        f"heights: {summary['heights']}  evidence: {len(summary['evidence'])} offence(s)",
+        f"heights: {summary['heights']}  evidence: {summary['evidence']['count']} offence(s) "
+        f"{json.dumps(summary['evidence']['by_validator'])}",
         f"load: {json.dumps(summary['load'], sort_keys=True)}",
         f"result: {'ok' if summary['exit_code'] == 0 else 'FAILED: ' + str(summary['reason'])}",
     ]

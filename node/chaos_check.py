@@ -13,11 +13,11 @@ Contract (each function takes `ChainStore`s, or anything with the same readers, 
   "node", "found"}` where `found` is the indexed height, "not in block", or None.
 - `read_evidence(store, params)`: the double-signing offences recorded in the node's committed state
   (stf/evidence.py), each `{"validator", "height", "round", "vote_type"}`; `parse_evidence_rpc(result)` reads the
-  `evidence` RPC's answer into the same form.
+  `evidence` RPC's answer into the same form; `summarize_evidence(offences)` counts them per validator.
 - `judge(summary)` -> (exit code, one-line reason or None): 1 for the first failure among: a node that exited on
   its own (exit 3 is a fork signal: AppHashMismatch), a fork, a lost transaction, no acknowledged transaction at
   all, a stall beyond the bound, a fault after which the network did not catch up, and a byzantine fault without
-  its offence recorded; else 0.
+  its offence recorded (`evidence.by_validator`); else 0.
 """
 
 import hashlib
@@ -118,6 +118,15 @@ def read_evidence(store: Any, params: ChainParams) -> list[dict]:
     return offences
 
 
+def summarize_evidence(offences: list[dict], count: int | None = None, shown: int = 10) -> dict:
+    """`{"count", "by_validator": {address: offences}, "offences": the first `shown`}`."""
+    by_validator: dict[str, int] = {}
+    for offence in offences:
+        by_validator[offence["validator"]] = by_validator.get(offence["validator"], 0) + 1
+    return {"count": len(offences) if count is None else count, "by_validator": dict(sorted(by_validator.items())),
+            "offences": offences[:shown]}
+
+
 def parse_evidence_rpc(result: Any) -> list[dict]:
     """The `evidence` RPC's offences, whatever the wrapping (a list, or an object with a list)."""
     items = result
@@ -164,7 +173,7 @@ def judge(summary: Mapping[str, Any]) -> tuple[int, str | None]:
         if fault.get("caught_up_s") is None:
             return 1, f"after the {fault['kind']} fault healed at {fault['end_s']} s the network did not catch up"
     if summary.get("byzantine_validators"):
-        recorded = {o["validator"] for o in summary.get("evidence") or []}
+        recorded = set((summary.get("evidence") or {}).get("by_validator") or {})
         missing = [v for v in summary["byzantine_validators"] if v not in recorded]
         if missing:
             return 1, f"validator {missing[0]} double-signed but no offence of it was recorded as evidence"

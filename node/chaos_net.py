@@ -74,11 +74,11 @@ class LinkProxy:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        self.cut()
+        self.cut()  # every handler ends once its sockets are aborted
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=2.0)
         for task in list(self._handlers):
             task.cancel()
-        if self._handlers:
-            await asyncio.gather(*self._handlers, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -91,35 +91,41 @@ class LinkProxy:
         task = asyncio.current_task()
         self._handlers.add(task)
         try:
-            if self.is_cut:
-                self.refused += 1
-                _abort(writer)
-                return
-            try:
-                up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-            except OSError:
-                _abort(writer)
-                return
-            if self.is_cut:  # cut while dialing upstream
-                self.refused += 1
-                _abort(writer)
-                _abort(up_writer)
-                return
-            self.accepted += 1
-            pair = (writer, up_writer)
-            self._connections.add(pair)
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._pump(reader, up_writer, writer))
-                    tg.create_task(self._pump(up_reader, writer, up_writer))
-            except* (OSError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                self._connections.discard(pair)
-                _abort(writer)
-                _abort(up_writer)
+            await self._forward(reader, writer)
+        except asyncio.CancelledError:
+            pass  # the loop is closing: end quietly (asyncio's stream callback reports a cancelled handler)
         finally:
             self._handlers.discard(task)
+            _abort(writer)
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.is_cut:
+            self.refused += 1
+            _abort(writer)
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            _abort(writer)
+            return
+        if self.is_cut:  # cut while dialing upstream
+            self.refused += 1
+            _abort(writer)
+            _abort(up_writer)
+            return
+        self.accepted += 1
+        pair = (writer, up_writer)
+        self._connections.add(pair)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._pump(reader, up_writer, writer))
+                tg.create_task(self._pump(up_reader, writer, up_writer))
+        except* (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._connections.discard(pair)
+            _abort(writer)
+            _abort(up_writer)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     other: asyncio.StreamWriter) -> None:

@@ -19,7 +19,9 @@ import pytest
 
 from genesis import minimal_genesis, validate_genesis
 from node.chaos import CommitLog, available_kinds, render_with_debug
-from node.chaos_check import find_forks, find_lost, judge, parse_evidence_rpc, read_chain, read_evidence
+from node.chaos_check import (
+    find_forks, find_lost, judge, parse_evidence_rpc, read_chain, read_evidence, summarize_evidence,
+)
 from node.chaos_faults import (
     HALTING, KINDS, compute_max_stall, compute_resume_s, impaired_at, make_schedule,
 )
@@ -29,7 +31,8 @@ from node.config import ConfigError, NodeConfig, render_config
 from node.storage import ChainStore, MemoryKV
 from stf.block import apply_block, make_block
 from stf.crypto import PrivateKey
-from stf.state import export_entries, initialize_state
+from stf.constants import VOTE_PREVOTE
+from stf.state import export_entries, initialize_state, record_evidence
 from stf.tx import TIF_GTC, PlaceOrder, sign_transaction
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -283,8 +286,10 @@ KEYS = [PrivateKey((i + 1).to_bytes(32, "big")) for i in range(2)]
 GENESIS = validate_genesis(minimal_genesis(balances=[(k.address.hex(), a, 10**12) for k in KEYS for a in (0, 1)]))
 
 
-def build_store(heights: int, fork_at: int | None = None) -> tuple[ChainStore, list[tuple[int, str]]]:
-    """A store with `heights` real blocks of one order each; from `fork_at` on, the block times differ."""
+def build_store(heights: int, fork_at: int | None = None, offence_at: int | None = None,
+                ) -> tuple[ChainStore, list[tuple[int, str]]]:
+    """A store with `heights` real blocks of one order each; from `fork_at` on, the block times differ; at
+    `offence_at` the block also records a double-signing offence of KEYS[0] (as a ReportEvidence would)."""
     store = ChainStore(MemoryKV())
     state = initialize_state(GENESIS)
     store.save_genesis(GENESIS.params.chain_id, export_entries(state), state.merkle.root())
@@ -295,6 +300,8 @@ def build_store(heights: int, fork_at: int | None = None) -> tuple[ChainStore, l
         tx = sign_transaction(key, GENESIS.params.chain_id, time_ms,
                               [PlaceOrder(0, height % 2 == 0, 1_000_000 + height, 1, TIF_GTC, None, 0, False)])
         block = make_block(state, time_ms, [tx])
+        if height == offence_at:
+            record_evidence(state, KEYS[0].address, height - 1, 1, VOTE_PREVOTE)
         result = apply_block(state, block)
         store.save_block(height, block.to_wire(), b"", b"", [hashlib.sha256(tx).digest()], result.entries,
                          result.state_root, block_hash=result.block_hash)
@@ -339,10 +346,20 @@ def test_invalid_chain_lost_transactions_are_reported() -> None:
     ]
 
 
+def test_checker_reads_offences_from_the_committed_state() -> None:
+    store, _ = build_store(4, offence_at=3)
+    offences = read_evidence(store, GENESIS.params)
+    assert [(o["validator"], o["height"], o["round"], o["vote_type"]) for o in offences] == [
+        (KEYS[0].address.hex(), 2, 1, "prevote")]
+    assert find_forks([read_chain(0, store), read_chain(1, build_store(4, offence_at=3)[0])]) == []
+    summary = summarize_evidence(offences * 3, shown=2)
+    assert summary == {"count": 3, "by_validator": {KEYS[0].address.hex(): 3}, "offences": offences * 2}
+
+
 def passing_summary() -> dict:
     return {"errors": {"node_exits": []}, "forks": 0, "lost": 0, "acknowledged": 10, "max_stall_s": 2.0,
             "stall_bound_s": 15.0, "faults": {"list": [{"kind": "kill", "end_s": 3.0, "caught_up_s": 0.5}]},
-            "byzantine_validators": ["aa" * 20], "evidence": [{"validator": "aa" * 20, "height": 5}]}
+            "byzantine_validators": ["aa" * 20], "evidence": {"count": 1, "by_validator": {"aa" * 20: 1}}}
 
 
 def test_judge_passes_a_clean_campaign() -> None:
@@ -356,7 +373,7 @@ def test_judge_passes_a_clean_campaign() -> None:
     ({"acknowledged": 0}, "no transaction was acknowledged"),
     ({"max_stall_s": 15.5}, "the chain stalled 15.5 s (bound 15.0 s)"),
     ({"faults": {"list": [{"kind": "split", "end_s": 9.0, "caught_up_s": None}]}}, "after the split fault healed"),
-    ({"evidence": []}, "double-signed but no offence of it was recorded"),
+    ({"evidence": {"count": 1, "by_validator": {"bb" * 20: 1}}}, "double-signed but no offence of it was recorded"),
 ])
 def test_invalid_campaign_is_judged_a_failure(change: dict, reason: str) -> None:
     code, message = judge({**passing_summary(), **change})
@@ -426,7 +443,8 @@ def test_node_chaos_short_campaign() -> None:
     assert set(faults["by_kind"]) == set(faults["available"]), faults  # every kind this build supports
     assert time.monotonic() - started < 180
     if "byzantine" in faults["by_kind"]:
-        assert summary["evidence"], "double-signing left no evidence"
+        assert summary["evidence"]["count"] > 0, "double-signing left no evidence"
+        assert set(summary["byzantine_validators"]) <= set(summary["evidence"]["by_validator"])
     if os.geteuid() == 0:
         assert "KABUTO-CHAOS" not in subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout \
             if summary["network"] == "iptables" else True
