@@ -295,7 +295,7 @@ def main() -> int:
     procs: list[subprocess.Popen] = []
     try:
         figures = asyncio.run(run(args, base, procs))
-    except LoadgenError as exc:
+    except (LoadgenError, aiohttp.ClientError, OSError) as exc:
         print(f"bench localnet: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
