@@ -7,6 +7,8 @@ Each test starts `python -m node start` processes (tests/node/test_node_network.
 of them in a `finally`. Everything is read through the nodes' JSON-RPC.
 """
 
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 
 from node.config import DebugSection, load_config, write_config
 from node.home import CONFIG_FILE, LOCALNET_CONSENSUS, load_home
-from test_node_network import Net, call_rpc, metric_value, wait_for
+from test_node_network import ROOT, Net, call_rpc, metric_value, wait_for
 
 FAULTY = 3
 BOUND_MS = LOCALNET_CONSENSUS.max_future_block_time_ms
@@ -64,6 +66,12 @@ def test_node_double_signer_is_recorded_as_evidence_and_the_chain_goes_on(net4: 
     reports = sum(metric_value(net4.metrics(i), 'kabuto_evidence_reported_total{result="ok"}') for i in range(3))
     assert reports >= 1
     assert metric_value(net4.metrics(FAULTY), 'kabuto_evidence_reported_total{result="ok"}') == 0  # not itself
+
+    # the stored chain, evidence entries included, replays to the same app hashes
+    assert net4.stop(0) == 0
+    done = subprocess.run([sys.executable, "-m", "node", "replay", "--home", str(net4.homes[0])], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "every block hash and app hash matches" in done.stdout, done.stderr
 
 
 def test_node_skewed_proposer_is_refused_and_block_times_stay_within_the_bound(net4: Net) -> None:
