@@ -15,8 +15,10 @@ Contract:
   of this node's clock (`ChainApp.compute_validity_wait_ms` above 0) gets no verdict yet. The engine keeps the
   first verdict for a value for the whole height, so a "no" given now would stick, although the same block
   becomes acceptable once this clock has caught up (a locked block re-proposed in a later round must be, for
-  liveness). The request is queued again as an own input when its time has come (unless the height moved on),
-  and meanwhile the engine, waiting for the verdict, prevotes nil when its propose timeout fires.
+  liveness). The request is queued again as an own input when its time has come, or after at most
+  `MAX_RECHECK_MS` (then judged again, and deferred again if still early), unless the height moved on; the timer
+  holds the value's hash only (the engine keeps the value). Meanwhile the engine, waiting for the verdict,
+  prevotes nil when its propose timeout fires.
 - After a commit, `Committed` is fed when the next height should start: at once while there are pending
   transactions or while block sync says the node is behind, else after `empty_block_interval_ms` (the
   `[consensus] create_empty_blocks_interval_ms` of the config), which sets the block interval at idle.
@@ -74,6 +76,7 @@ log = logging.getLogger("node.consensus")
 WAL_FILE = "consensus.wal"
 MSG_CONSENSUS_RESEND = 40
 DEFAULT_WAL_ROTATE_BYTES = 8 << 20
+MAX_RECHECK_MS = 5000  # the longest a too-early proposal waits before it is judged again
 
 
 def now_ms() -> int:
@@ -90,7 +93,8 @@ def make_clock(skew_ms: int = 0) -> Callable[[], int]:
 @dataclass(frozen=True, slots=True)
 class RecheckValidity:
     """An own input: ask again for the verdict on a proposal that was too far in the future when it came."""
-    action: ValidateValue
+    height: int
+    value_hash: bytes
 
 
 class ConsensusDriver:
@@ -167,7 +171,7 @@ class ConsensusDriver:
                 if sender is not None:
                     self._peer_pending -= 1
                 if isinstance(event, RecheckValidity):
-                    self._step(lambda e, ev=event: self._pending_validation(ev.action), None)
+                    self._step(lambda e, ev=event: self._pending_validation(ev), None)
                 else:
                     self._step(lambda e, ev=event: e.handle(ev, self.clock_ms()), sender)
                 await asyncio.sleep(0)  # Queue.get does not yield while items wait: let P2P and RPC run
@@ -218,16 +222,18 @@ class ConsensusDriver:
         log.warning("proposal not valid yet: its block time is more than max_future_block_time_ms ahead of this "
                     "node's clock; prevoting nil, judging it again in %d ms", wait_ms,
                     extra={"fields": {"proposal_height": action.height, "wait_ms": wait_ms}})
+        recheck = RecheckValidity(action.height, action.value_hash)
         self._timers.append(self._loop.call_later(
-            wait_ms / 1000, self._queue.put_nowait, (None, RecheckValidity(action))))
+            min(wait_ms, MAX_RECHECK_MS) / 1000, self._queue.put_nowait, (None, recheck)))
         return True
 
-    def _pending_validation(self, action: ValidateValue) -> list[Action]:
-        """`action` again, if the engine still waits for that verdict (same height, no verdict yet)."""
+    def _pending_validation(self, recheck: RecheckValidity) -> list[Action]:
+        """The validity request again, if the engine still waits for that verdict (same height, none yet)."""
         engine = self.engine
-        if engine.height != action.height or action.value_hash in engine.validity:
+        value = engine.values.get(recheck.value_hash)
+        if engine.height != recheck.height or recheck.value_hash in engine.validity or value is None:
             return []
-        return [action]
+        return [ValidateValue(recheck.height, recheck.value_hash, value)]
 
     def _perform(self, action: Action) -> None:
         if isinstance(action, Broadcast):

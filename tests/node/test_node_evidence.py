@@ -19,6 +19,7 @@ from consensus.wal import FileWAL
 from genesis import localnet_genesis, validate_genesis
 from node.app import ChainApp
 from node.config import ConfigError, ConsensusSection, DebugSection, NodeConfig, parse_config, render_config
+import node.driver as driver_module
 from node.driver import WAL_FILE, ConsensusDriver, make_clock, now_ms
 from node.evidence import EvidenceReporter, build_report
 from node.home import LOCALNET_CONSENSUS
@@ -220,7 +221,8 @@ async def run_for(driver: ConsensusDriver, seconds: float, until=lambda: False) 
         await asyncio.gather(task, return_exceptions=True)
 
 
-def test_driver_defers_the_verdict_on_a_future_proposal_until_its_time(tmp_path: Path) -> None:
+def test_driver_defers_the_verdict_on_a_future_proposal_until_its_time(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(driver_module, "MAX_RECHECK_MS", 150)  # judged again every 150 ms, deferred again
     app = make_app(KEY, OTHER)
     app.max_future_block_time_ms = 100
     sent: list = []
