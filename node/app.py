@@ -18,14 +18,15 @@
 Block-time bound: a proposer picks the block time from its own clock, and the STF only requires it not to go
 back, so a validator whose clock runs ahead could drag the chain's time into the future. Every validator
 therefore refuses, in its validity verdict (which gates its prevote), not in the deterministic commit path
-(`commit` and the STF never look at a clock), a proposal whose time is more than `max_future_block_time_ms` ahead of its own clock. It is
-only an upper bound: a proposal never becomes "more future" as time passes, so a block refused now (by a node
-whose clock is a little behind the proposer's) becomes acceptable once the local clock has advanced, and a
-re-proposed locked block is eventually accepted by every honest validator: liveness holds. The engine asks for a
-value's validity once per height and keeps the answer, so the driver does not ask `validate_value` while
-`compute_validity_wait_ms(value)` is above 0: it asks again when that time has passed (node/driver.py), and
-meanwhile the engine, without a verdict, prevotes nil when its propose timeout fires. A proposal from a validator
-skewed far forward is thus passed over, and the chain commits another proposer's block in a later round.
+(`commit` and the STF never look at a clock), a proposal whose time is more than `max_future_block_time_ms`
+ahead of its own clock. It is only an upper bound: a proposal never becomes "more future" as time passes, so a
+block refused now (by a node whose clock is a little behind the proposer's) becomes acceptable once the local
+clock has advanced, and a re-proposed locked block is eventually accepted by every honest validator: liveness
+holds. The engine asks for a value's validity once per height and keeps the answer (its decide rule needs it
+too), so the driver does not ask `validate_value` while `compute_validity_wait_ms(value)` is above 0: it asks
+again once that time has passed (node/driver.py), and meanwhile the engine, without a verdict, prevotes nil when
+its propose timeout fires. A proposal from a validator skewed far forward is thus passed over, and the chain
+commits another proposer's block in a later round.
 
 App hash (which header commits to it): as in CometBFT, the header of block h carries the state root *after*
 block h - 1, the state it builds on; the root after block h is committed by the header of block h + 1 and

@@ -23,8 +23,8 @@ restore (vote timestamps, WAL records) and the oracle feeder (nonces); the evide
 nonce source. `[debug] double_sign` turns on the driver's byzantine mode; both debug keys are logged at start.
 
 Stop: SIGINT or SIGTERM sets the stop event; the watcher closes every peer gracefully (the switch returns),
-cancels the driver, block sync, the oracle feeder and the evidence reporter, then the RPC server closes its WebSockets, and the WAL and
-the store are closed.
+cancels the driver, block sync, the oracle feeder and the evidence reporter, then the RPC server closes its
+WebSockets, and the WAL and the store are closed.
 A fatal error (`AppHashMismatch`, a storage error) propagates out of the TaskGroup after the same cleanup.
 
 P2P policy: consensus messages are accepted from the node ids of the configured peers (`[p2p] peers`); the

@@ -1,9 +1,9 @@
 """The one state container of the exchange, its named mutators, and its canonical entries.
 
 The state is changed only through the mutators in this module (`credit`, `debit`, `hold`, `release`,
-`add_order`, `remove_order`, `resize_order`, `record_evidence`, ...). Each mutator marks the entry it touched as dirty; at the end
-of a block `commit_entries` encodes every dirty entry once, updates the state root and returns the changed entries
-(the state half of the block diff). So the cost of the root is proportional to what changed.
+`add_order`, `remove_order`, `resize_order`, `record_evidence`, ...). Each mutator marks the entry it touched as
+dirty; at the end of a block `commit_entries` encodes every dirty entry once, updates the state root and returns
+the changed entries (the state half of the block diff). So the cost of the root is proportional to what changed.
 
 Canonical entries (docs/PROTOCOL.md §State): every piece of state is one (key, value) pair with a canonical
 msgpack value; the state root commits to all of them; a block diff is the list of changed pairs, and
