@@ -11,7 +11,8 @@
   `stf.block.validate_block` accepts it (chain id, height, previous hash, app hash, txs root, signatures,
   authority, nonces). Transactions already verified by the mempool are not verified again. A refusal is logged
   with its reason.
-- `commit(height, value, certificate)`: `apply_block`, then `ChainStore.save_block` (one atomic batch: block,
+- `commit(height, value, certificate)`: `apply_block` (reusing what `validate_value` found for the same bytes on
+  the same state: the block is not decoded or checked twice), then `ChainStore.save_block` (one atomic batch: block,
   certificate, receipts, tx index, changed entries, app hash), then `Mempool.update`, the RPC view and
   `publish(block, result, book messages)` to the RPC channels. Returns no validator updates (the validator set is fixed by the home).
 
@@ -38,7 +39,6 @@ Everything here is synchronous and runs on the event loop's thread, one block at
 stored and shown to RPC in one step, so RPC handlers never see a half-applied state.
 """
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -54,7 +54,7 @@ from node.telemetry import NodeMetrics
 from node.tracing import Tracing
 from rpc.views import InMemoryChainView
 from stf import codec
-from stf.block import Block, apply_block, decode_block, make_block, validate_block
+from stf.block import Block, CheckedBlock, apply_block, decode_block, make_block, validate_block
 from stf.errors import KabutoError
 from stf.state import State
 
@@ -107,6 +107,7 @@ class ChainApp:
         self.tracing = tracing
         self.max_future_block_time_ms = max_future_block_time_ms
         self.on_commit: list[Callable[[int, Block], None]] = []
+        self._checked: tuple[bytes, CheckedBlock] | None = None   # the last value judged valid, and what was found
 
     @property
     def height(self) -> int:
@@ -149,7 +150,7 @@ class ChainApp:
                             "max_future_block_time_ms (%d)", ahead_ms, self.max_future_block_time_ms,
                             extra={"fields": {"code": "block_time_in_future", "ahead_ms": ahead_ms}})
                 return False
-            validate_block(self.state, block, self.mempool.verified())
+            self._checked = (value, validate_block(self.state, block, self.mempool.verified()))
         except KabutoError as exc:
             log.warning("rejecting proposed block: %s", exc, extra={"fields": {"code": exc.code}})
             return False
@@ -157,23 +158,25 @@ class ChainApp:
 
     def commit(self, height: int, value: bytes, certificate: CommitCertificate) -> tuple[ValidatorUpdate, ...]:
         started = time.perf_counter()
+        checked = self._checked[1] if self._checked is not None and self._checked[0] == value else None
+        self._checked = None
         try:
-            block = decode_block(value)
+            block = checked.block if checked is not None else decode_block(value)
             with self.tracing.span("apply", height=height, txs=len(block.txs)):
-                result = apply_block(self.state, block, self.mempool.verified())
+                result = apply_block(self.state, block, self.mempool.verified(), checked)
         except KabutoError as exc:
             raise AppHashMismatch(
                 f"block {height} was decided by a quorum but does not apply on this node's state at height "
                 f"{self.state.height} (app hash {self.state.merkle.root().hex()}): {exc}; stopping rather than "
                 f"fork: restore the data directory from a snapshot or a healthy node and restart") from None
         applied = time.perf_counter()
-        tx_hashes = [hashlib.sha256(tx).digest() for tx in block.txs]
+        committed = [r.tx_hash for r in result.receipts]   # block order: the hashes of block.txs
         with self.tracing.span("commit", height=height):
             self.store.save_block(
-                height, value, encode_certificate(certificate), encode_receipts(result.receipts), tx_hashes,
+                height, value, encode_certificate(certificate), encode_receipts(result.receipts), committed,
                 result.entries, result.state_root, block_hash=result.block_hash)
-            committed = [r.tx_hash for r in result.receipts]
-            dropped = self.mempool.update(self.state, committed)
+            signers = dict.fromkeys(tx.signer for tx in checked.txs) if checked is not None else ()
+            dropped = self.mempool.update(self.state, committed, signers)
             self.publish(block, result, self.view.add_block(block, result))
         for tx_hash in committed:
             self.tracing.end_tx(tx_hash, "committed", height)

@@ -307,35 +307,58 @@ def decode_block_transactions(
     return txs
 
 
-def check_block(
-    state: State, block: Block, verified: Mapping[bytes, Transaction],
-) -> tuple[list[Transaction], list[Transaction], dict[bytes, list[int]]]:
-    """Steps 1 and 2, which never mutate: (transactions in block order, in execution order, new kept nonces)."""
+@dataclass(frozen=True, slots=True)
+class CheckedBlock:
+    """What `check_block` found for `block` on top of the state at (`height`, `parent_hash`): its transactions in
+    block order and in execution order, and each signer's new kept nonces. `apply_block` reuses it instead of
+    checking again when it is handed the same block on a state still at that height and hash."""
+    block: Block
+    height: int
+    parent_hash: bytes
+    txs: list[Transaction]
+    ordered: list[Transaction]
+    kept_by_signer: dict[bytes, list[int]]
+
+
+def check_block(state: State, block: Block, verified: Mapping[bytes, Transaction]) -> CheckedBlock:
+    """Steps 1 and 2, which never mutate: the header, every transaction's bytes and signature, then authority and
+    nonces in execution order."""
     header = block.header
     # The header first: it is cheap, and a block with a bad header must not cost a signature check per tx.
     validate_header(state, header, compute_tx_hashes(block, verified))
     txs = decode_block_transactions(state.params.chain_id, block, verified)
     ordered = compute_execution_order(txs)
-    return txs, ordered, validate_transactions(state, header, ordered)
+    kept_by_signer = validate_transactions(state, header, ordered)
+    return CheckedBlock(block, state.height, state.last_block_hash, txs, ordered, kept_by_signer)
 
 
-def validate_block(state: State, block: Block, verified: Mapping[bytes, Transaction] | None = None) -> None:
+def validate_block(
+    state: State, block: Block, verified: Mapping[bytes, Transaction] | None = None,
+) -> CheckedBlock:
     """Raise InvalidBlock unless `apply_block(state, block)` would succeed; never changes the state.
 
     Consensus uses it to judge a proposal before voting: a block that passes always applies, because every
-    check of `apply_block` happens before its first mutation.
+    check of `apply_block` happens before its first mutation. The result may be handed to `apply_block`.
     """
-    check_block(state, block, verified or {})
+    return check_block(state, block, verified or {})
 
 
-def apply_block(state: State, block: Block, verified: Mapping[bytes, Transaction] | None = None) -> BlockResult:
+def apply_block(
+    state: State, block: Block, verified: Mapping[bytes, Transaction] | None = None,
+    checked: CheckedBlock | None = None,
+) -> BlockResult:
     """Apply `block` to `state` in place.
 
     `verified` maps wire bytes to the Transaction the caller already decoded and signature-checked from exactly
     those bytes (the node's mempool does this once per transaction); anything else is decoded and checked here.
+    `checked`, from `validate_block` on this same state (unchanged since), skips the checks; one made for
+    another block or at another height or parent is ignored and the block is checked again.
     """
     header = block.header
-    txs, ordered, kept_by_signer = check_block(state, block, verified or {})
+    if checked is None or checked.block is not block or (checked.height, checked.parent_hash) != (
+            state.height, state.last_block_hash):
+        checked = check_block(state, block, verified or {})
+    txs, ordered, kept_by_signer = checked.txs, checked.ordered, checked.kept_by_signer
 
     events: list = []
     state.block_start_seq = state.next_seq

@@ -69,6 +69,24 @@ def test_proposal_is_valid_and_commits_into_store_view_and_mempool() -> None:
     assert app.store.get_tx_location(hashlib.sha256(wire).digest()).height == 1
 
 
+def test_commit_reuses_the_check_of_the_value_it_validated(monkeypatch) -> None:
+    import stf.block as block_module
+    app = make_app()
+    app.mempool.admit(faucet_tx(app.state.time_ms), app.state)
+    value = app.propose_value(1, 0, None)
+    assert app.validate_value(1, value)
+    calls = []
+    real = block_module.check_block
+    monkeypatch.setattr(block_module, "check_block", lambda *args: calls.append(1) or real(*args))
+    app.commit(1, value, certify(value, 1, KEYS[:3]))
+    assert calls == [] and app.height == 1
+    # a decided value this node never validated is checked in full
+    app.mempool.admit(faucet_tx(app.state.time_ms + 1), app.state)
+    other = app.propose_value(2, 0, None)
+    app.commit(2, other, certify(other, 2, KEYS[:3]))
+    assert calls == [1] and app.height == 2
+
+
 def test_proposal_time_never_goes_back() -> None:
     app = make_app()
     app.clock_ms = lambda: 5  # a clock far behind the genesis time

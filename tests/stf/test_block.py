@@ -495,3 +495,38 @@ def test_validate_block_judges_without_changing_the_state():
     assert snapshot(c) == before
     apply_block(c.state, good)
     assert c.state.height == before[1] + 1
+
+
+def test_apply_reuses_a_check_of_the_same_block_on_the_same_state(monkeypatch):
+    import stf.block as block_module
+    a, b = Chain(), Chain()
+    block_a = next_block(a, pay(a, 0, 1, 5), pay(a, 1, 2, 7))
+    block_b = next_block(b, pay(b, 0, 1, 5), pay(b, 1, 2, 7))
+    checked = validate_block(a.state, block_a)
+    calls = []
+    real = block_module.check_block
+    monkeypatch.setattr(block_module, "check_block", lambda *args: calls.append(1) or real(*args))
+    result_a = apply_block(a.state, block_a, checked=checked)
+    result_b = apply_block(b.state, block_b)
+    assert calls == [1]   # only the chain without a check checked again
+    assert (result_a.state_root, result_a.receipts, result_a.entries) == (
+        result_b.state_root, result_b.receipts, result_b.entries)
+
+
+def test_a_check_for_another_block_or_state_is_not_reused():
+    c = Chain()
+    first = next_block(c, pay(c, 0, 1, 5))
+    stale = validate_block(c.state, first)
+    apply_block(c.state, first, checked=stale)
+    # the same check handed over at the next height: ignored, so the bad block is still refused
+    bad = next_block(c, tamper(pay(c, 1, 2, 7)))
+    with pytest.raises(InvalidBlock):
+        apply_block(c.state, bad, checked=stale)
+    # a check of the right state but another block: ignored too
+    good = next_block(c, pay(c, 1, 2, 7))
+    other = validate_block(c.state, next_block(c, pay(c, 2, 1, 1)))
+    with pytest.raises(InvalidBlock):
+        apply_block(c.state, bad, checked=other)
+    height = c.state.height
+    apply_block(c.state, good, checked=other)
+    assert c.state.height == height + 1
