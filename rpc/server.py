@@ -326,6 +326,6 @@ def make_app(
     app.router.add_get("/health", server.handle_health)
     app.router.add_get("/ready", server.handle_ready)
     app.router.add_get("/metrics", handle_metrics)
+    app.on_shutdown.append(close_submission)   # first: commit waits end, so WebSocket answers behind them go out
     app.on_shutdown.append(server.on_shutdown)
-    app.on_shutdown.append(close_submission)
     return app

@@ -21,7 +21,7 @@ wire bytes, computed here, so it is known even when admission fails.
   `commit_timeout_seconds` (or `timeout_ms`, if smaller). Answers `{"hash", "check_tx": {"code", "message"},
   "height", "tx_result"}`; when admission refused it, `height` and `tx_result` are null and nothing is awaited.
   No inclusion in time: -32010 with `data = {"hash", "timeout_ms"}` (the transaction may still be included
-  later). Inclusion is learnt from the `blocks` channel's messages (`rpc.channels.publish_block`), so a node
+  later); a server shutting down ends every wait at once the same way (`timeout_ms` "0"). Inclusion is learnt from the `blocks` channel's messages (`rpc.channels.publish_block`), so a node
   must publish every block. Over WebSocket the connection's other answers and notifications wait behind it.
 
 Error codes here: -32004 not available (`data.feature = "submission"`), -32010 commit timeout, -32005 too many
@@ -62,6 +62,10 @@ class TxSubmitter(Protocol):
     async def submit(self, wire: bytes) -> SubmitResult: ...
 
 
+class ServerStopping(Exception):
+    """The server is shutting down while a `broadcast_tx_commit` waits for inclusion."""
+
+
 class InclusionWaiters:
     """Futures waiting for a transaction hash to appear in a published block; fed as a `Hub` listener."""
 
@@ -82,6 +86,14 @@ class InclusionWaiters:
             futures.remove(future)
         if not futures:
             self._waiting.pop(tx_hash.hex(), None)
+
+    def stop(self) -> None:
+        """Server shutdown: every waiter ends at once with `ServerStopping`."""
+        waiting, self._waiting = self._waiting, {}
+        for futures in waiting.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(ServerStopping())
 
     def on_publish(self, channel: str, key: Hashable, message: Any) -> None:
         """Resolve the waiters of every transaction in a `blocks` message with the block's height."""
@@ -183,6 +195,10 @@ class Submission:
                     raise RpcError(
                         COMMIT_TIMEOUT, "timed out waiting for the transaction to be included in a block",
                         {"hash": tx_hash.hex(), "timeout_ms": str(int(timeout * 1000))}) from None
+                except ServerStopping:
+                    raise RpcError(
+                        COMMIT_TIMEOUT, "the node is shutting down; the transaction may still be included in a block",
+                        {"hash": tx_hash.hex(), "timeout_ms": "0"}) from None
         finally:
             self.waiters.forget(tx_hash, included)
         return {"hash": tx_hash.hex(), "check_tx": check, **self.get_inclusion(ctx.views, tx_hash)}
@@ -197,7 +213,9 @@ class Submission:
                                                                             result.receipts[location.index])}
 
     async def close(self) -> None:
-        """Cancel the admissions still running (server shutdown) and wait for them to end."""
+        """Server shutdown: end every commit wait (-32010, "the node is shutting down"), cancel the admissions
+        still running and wait for them to end."""
+        self.waiters.stop()
         tasks = list(self.tasks)
         for task in tasks:
             task.cancel()

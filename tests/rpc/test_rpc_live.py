@@ -235,6 +235,25 @@ def test_broadcast_tx_commit_times_out_with_32010() -> None:
     run(scenario)
 
 
+def test_shutdown_ends_a_commit_wait_at_once_with_32010() -> None:
+    node = LiveNode(commit_timeout_seconds=60)
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            async with serve(node):
+                wire = node.tx(node.keys[0], order(BTC_USD, True, 999_000, 5))
+                call = asyncio.ensure_future(post(http, node, "broadcast_tx_commit", {"tx": wire.hex()}))
+                while not node.submitter.pending:
+                    await asyncio.sleep(0.005)
+                started = time.monotonic()
+            assert time.monotonic() - started < 5   # not the 60 s commit timeout
+            error = (await call)["error"]
+            assert error["code"] == COMMIT_TIMEOUT and error["data"]["timeout_ms"] == "0"
+            assert "shutting down" in error["message"]
+
+    run(scenario)
+
+
 def test_without_a_submitter_broadcast_answers_32004() -> None:
     node = LiveNode(with_submitter=False)
 
