@@ -14,7 +14,9 @@
    which must halt commits. Kinds: kill -9 and restart; SIGSTOP and SIGCONT; isolation of one validator; a 2-2
    split; a delay on one validator's links; a clock skew (restart with `[debug] clock_skew_ms`, later without);
    a byzantine window (restart with `[debug] double_sign = true`, later without). The last two need those config
-   keys; a kind whose key this node build refuses is left out and named in `faults.unavailable`.
+   keys; a kind whose key this node build refuses is left out and named in `faults.unavailable`. Their restarts
+   are planned: the node is first drained (no new requests, the commit waits in flight answered), then stopped
+   with SIGTERM; kill -9 and SIGSTOP hit the node with whatever is in flight.
 3. Load (node/chaos_load.py): `--clients` wallets funded by the faucet submit orders with `broadcast_tx_commit`
    to random live validators; each acknowledged transaction (hash, height) is recorded. Fire-and-forget orders
    (`--async-rate` a second) keep blocks non-empty. Errors are counted; clients retry elsewhere.
@@ -80,6 +82,7 @@ START_TIMEOUT_S = 90.0
 CATCH_UP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 SLOW_STOP_S = 5.0
+DRAIN_TIMEOUT_S = 3.0
 DEBUG_KEYS = {"skew": ("clock_skew_ms", 5000), "byzantine": ("double_sign", True)}
 CHAIN_ID = "kabuto-localnet"
 
@@ -138,7 +141,7 @@ class NodeProcess:
         self.proc: subprocess.Popen | None = None
         self.expect_running = False
         self.stopped = False  # SIGSTOP
-        self.restarts = 0
+        self.starts = 0
 
     def start(self) -> None:
         with open(self.home / LOG_FILE, "ab") as log:
@@ -147,6 +150,7 @@ class NodeProcess:
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self.expect_running = True
         self.stopped = False
+        self.starts += 1
 
     @property
     def running(self) -> bool:
@@ -216,6 +220,7 @@ class CommitLog:
         self.offsets = [0] * len(paths)
         self.partial = [b""] * len(paths)
         self.heights = [0] * len(paths)
+        self.started = [0] * len(paths)  # "node started" lines: the RPC and P2P of that start are up
         self.first_seen: dict[int, float] = {}
 
     def poll(self) -> None:
@@ -230,6 +235,8 @@ class CommitLog:
             self.offsets[i] += len(chunk)
             *lines, self.partial[i] = (self.partial[i] + chunk).split(b"\n")
             for line in lines:
+                if b'"node started"' in line:
+                    self.started[i] += 1
                 if b'"committed block"' not in line:
                     continue
                 try:
@@ -275,6 +282,8 @@ class Campaign:
         self.messages: list[str] = []
         self.byzantine: set[str] = set()
         self.original_configs: dict[int, str] = {}
+        self.draining: set[int] = set()
+        self.load: Load | None = None
 
     def now(self) -> float:
         return round(time.monotonic() - self.t0, 2)
@@ -329,13 +338,19 @@ class Campaign:
             await asyncio.sleep(POLL_S)
 
     def live(self) -> list[int]:
-        return [node.index for node in self.nodes if node.expect_running and node.running and not node.stopped]
+        """Nodes to send requests to: running, not stopped, not draining, and serving since their last start."""
+        return [node.index for node in self.nodes
+                if node.expect_running and node.running and not node.stopped and node.index not in self.draining
+                and self.commits.started[node.index] >= node.starts]
 
     # --- faults ---------------------------------------------------------------------------------------------
 
     async def restart_with(self, node: NodeProcess, settings: dict[str, Any] | None) -> None:
         """SIGTERM, rewrite `[debug]` (None: the original config), start; the stop is noted in the fault."""
+        self.draining.add(node.index)
         started = time.monotonic()
+        if self.load is not None and not await self.load.drain(node.index, DRAIN_TIMEOUT_S):
+            self.messages.append(f"node {node.index} still had commit waits in flight after {DRAIN_TIMEOUT_S} s")
         code = await node.terminate()
         stop_s = round(time.monotonic() - started, 2)
         if self.records:
@@ -347,6 +362,7 @@ class Campaign:
         original = self.original_configs[node.index]
         config.write_text(original if settings is None else render_with_debug(original, settings))
         node.start()
+        self.draining.discard(node.index)
 
     async def begin(self, fault: PlannedFault) -> None:
         target = self.nodes[fault.targets[0]]
@@ -439,6 +455,7 @@ class Campaign:
     async def run_with_load(self) -> dict:
         urls = [f"http://127.0.0.1:{port}" for port in self.rpc_ports]
         async with Load(urls, self.live, self.seed, CHAIN_ID, self.args.clients, self.args.async_rate) as load:
+            self.load = load
             await load.fund()
             self.t0 = time.monotonic()
             progress(f"{len(load.wallets) + len(load.async_wallets)} wallets funded; faults start")
@@ -489,13 +506,11 @@ class Campaign:
         return summarize_evidence(offences, max(counts))
 
     async def stop_all(self) -> dict[int, int | None]:
-        codes = {}
-        for node in self.nodes:
-            started = time.monotonic()
-            codes[node.index] = await node.terminate()
-            if time.monotonic() - started > SLOW_STOP_S:
-                self.messages.append(f"node {node.index} took {time.monotonic() - started:.1f} s to stop on "
-                                     f"SIGTERM at the end (exit code {codes[node.index]})")
+        """SIGTERM to every node at once (so they stop at about the same height), then wait for each."""
+        started = time.monotonic()
+        codes = dict(zip(range(len(self.nodes)), await asyncio.gather(*(n.terminate() for n in self.nodes))))
+        if time.monotonic() - started > SLOW_STOP_S:
+            self.messages.append(f"the nodes took {time.monotonic() - started:.1f} s to stop on SIGTERM at the end")
         self.commits.poll()
         return codes
 

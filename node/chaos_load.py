@@ -13,6 +13,9 @@ Contract:
   blocks non-empty; only their count is kept.
 - `fund()` gives every wallet USD and BTC with a faucet transaction, acknowledged like any other, retrying on
   another validator until each is committed (or `FUND_TIMEOUT_S` passes: `LoadError`).
+- `drain(node, timeout)` waits until no `broadcast_tx_commit` to `node` is in flight: a planned restart takes a
+  node out of `live()` and drains it first, as a load balancer would (a node stopping with a commit wait pending
+  holds its SIGTERM for up to its commit timeout).
 - `run(stop)` runs the clients until `stop` is set. Every request has a client-side timeout
   (`REQUEST_TIMEOUT_S`, above the node's 10 s commit wait).
 """
@@ -67,6 +70,7 @@ class Load:
         self.acks: list[Ack] = []
         self.outcomes: Counter[str] = Counter()
         self.async_sent = 0
+        self.inflight: Counter[int] = Counter()
         self._session: aiohttp.ClientSession | None = None
         self._clients: dict[int, KabutoClient] = {}
 
@@ -87,6 +91,7 @@ class Load:
     async def submit(self, wallet: Wallet, actions: tuple, node: int) -> bool:
         """One `broadcast_tx_commit` of a fresh transaction; True when acknowledged."""
         signed = wallet.sign(*actions)
+        self.inflight[node] += 1
         try:
             committed = await self._clients[node].submit_and_wait(signed)
         except TxRejected as exc:
@@ -98,6 +103,8 @@ class Load:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             self.outcomes[f"transport:{type(exc).__name__}"] += 1
             return False
+        finally:
+            self.inflight[node] -= 1
         self.acks.append(Ack(committed.tx_hash.hex(), committed.height, node, self.clock()))
         self.outcomes["acknowledged"] += 1
         return True
@@ -112,6 +119,15 @@ class Load:
                     raise LoadError(f"could not fund the load's wallets in {FUND_TIMEOUT_S:.0f} s: "
                                     f"{dict(self.outcomes)}")
                 await asyncio.sleep(0.2)
+
+    async def drain(self, node: int, timeout: float) -> bool:
+        """Wait until no `broadcast_tx_commit` to `node` is in flight (the caller has taken it out of `live()`)."""
+        deadline = self.clock() + timeout
+        while self.inflight[node] > 0:
+            if self.clock() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     def make_order(self, rng: random.Random) -> tuple:
         if rng.random() < 0.05:

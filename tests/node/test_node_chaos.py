@@ -398,9 +398,10 @@ def test_commit_log_follows_heights_and_first_sightings(tmp_path: Path) -> None:
     now[0] = 11.0
     with open(paths[0], "a") as handle:
         handle.write('ock", "block_height": 3}\n')
-    paths[1].write_text(line(1) + line(2) + line(3))
+    paths[1].write_text('{"msg": "node started"}\n' + line(1) + line(2) + line(3))
     log.poll()
     assert log.heights == [3, 3] and log.first_seen == {1: 10.0, 2: 10.0, 3: 11.0}
+    assert log.started == [0, 1]  # node 1 serves since its start; node 0 has not said so yet
 
 
 def test_debug_config_keys_are_written_only_when_the_node_knows_them() -> None:
