@@ -52,7 +52,10 @@ __all__ = [
 
 BOOK, BLOCKS, BLOCK_DIFFS, TRADES, ACCOUNT = "book", "blocks", "block_diffs", "trades", "account"
 REPLAY_WINDOW = 256
-ADDRESS_FIELDS = ("owner", "taker", "maker", "sender", "recipient", "account", "agent", "counterparty", "approver")
+ADDRESS_FIELDS = (
+    "owner", "taker", "maker", "sender", "recipient", "account", "agent", "counterparty", "approver",
+    "validator", "reporter",   # Evidence: the offender and the reporting account
+)
 
 _MARKET = Param("market", UInt(65535))
 _FROM_HEIGHT = Param("from_height", UInt(), required=False)

@@ -288,3 +288,15 @@ def test_hub_invariants_under_random_operations(ops: list[tuple[str, Any, Any]],
     for subscription_id, values in received.items():  # each stream in publish order, nothing invented
         expected = iter(published[subscription_id])
         assert all(value in expected for value in values)
+
+
+def test_account_channel_touches_every_address_an_event_names_including_evidence() -> None:
+    from types import SimpleNamespace
+
+    from rpc.channels import compute_touched
+    from stf.events import EvidenceEvent, TransferEvent
+    offender, reporter, other = b"\x01" * 20, b"\x02" * 20, b"\x03" * 20
+    events = [EvidenceEvent(offender, 5, 0, 2, reporter), TransferEvent(reporter, other, 0, 7)]
+    result = SimpleNamespace(events=events)
+    assert compute_touched(result) == {offender: [0], reporter: [0, 1], other: [1]}
+    assert compute_touched(result, {other: None}) == {other: [1]}
