@@ -21,8 +21,9 @@ Output: `max_tx_per_s` (the highest committed rate of any step), `max_sustained_
 without saturating), p50/p99 latency at 100 and 1,000 transactions per second, the block interval at idle and
 under load (the step of `max_tx_per_s`), per validator process its CPU seconds and peak RSS (from
 /proc/<pid>/stat and /proc/<pid>/status; `cpu_s_load` over the load steps only), each step's summary with the
-validators' CPU share, `machine` and `date`. The load generator shares the machine with the validators; its
-own CPU is in each step (`loadgen_cpu_s`).
+validators' CPU share and the consensus rounds each node entered beyond round 0 (`failed_rounds`: a proposal
+that did not arrive or gather a quorum in time, one cause of latency tails), `machine` and `date`. The load
+generator shares the machine with the validators; its own CPU is in each step (`loadgen_cpu_s`).
 
 Every validator started is stopped (SIGTERM, then SIGKILL) and the directory removed, also on Ctrl-C, SIGTERM or
 an error. Benchmarks measure; they assert nothing.
@@ -179,6 +180,22 @@ async def follow_blocks(url: str, until: Any, timeout: float) -> list[tuple[floa
     return blocks
 
 
+async def read_failed_rounds(urls: list[str]) -> list[float | None]:
+    """Each node's `kabuto_consensus_rounds_total` (rounds entered beyond round 0), from its /metrics."""
+    counts: list[float | None] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        for url in urls:
+            try:
+                async with session.get(url + "/metrics") as response:
+                    text = await response.text()
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                counts.append(None)
+                continue
+            counts.append(next((float(line.split()[-1]) for line in text.splitlines()
+                                if line.startswith("kabuto_consensus_rounds_total ")), None))
+    return counts
+
+
 def compute_interval_ms(blocks: list[tuple[float, int]]) -> float | None:
     if len(blocks) < 2:
         return None
@@ -207,6 +224,7 @@ async def run_steps(args: argparse.Namespace, urls: list[str], procs: list[subpr
             continue
         check_running(procs, homes)
         before, started = [read_process(p.pid)[0] for p in procs], time.monotonic()
+        rounds_before = await read_failed_rounds(urls)
         config = LoadConfig(rate=rate, duration_s=args.duration, accounts=args.accounts, seed=args.seed,
                             drain_s=args.drain)
         summary = await run_load(urls, config)
@@ -214,6 +232,8 @@ async def run_steps(args: argparse.Namespace, urls: list[str], procs: list[subpr
         summary["step_wall_s"] = round(wall, 1)   # setup, timed phase and drain
         summary["node_cpu_s"] = [round(c, 2) for c in cpu]
         summary["node_cpu_share"] = [round(c / wall, 2) for c in cpu]  # 1.0 = one core busy throughout
+        summary["failed_rounds"] = [None if a is None or b is None else int(b - a)
+                                    for a, b in zip(rounds_before, await read_failed_rounds(urls))]
         summary["saturated"] = rate is not None and is_saturated(summary)
         saturated = saturated or summary["saturated"]
         steps.append(summary)
