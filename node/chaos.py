@@ -26,7 +26,8 @@
    every acknowledged transaction at its height on every node that holds that height, the double-sign offences
    recorded in the committed state. Commit times come from the nodes' logs (`committed block`), first seen by
    this process: `max_stall_s` is the longest time without a commit outside a split's window (and so also
-   bounds the time from any heal to the next commit).
+   bounds the time from any heal to the next commit); a height first seen inside a split's window (after
+   `HALT_GRACE_S`) is a commit without more than 2/3 of the power, a safety failure (`commits_during`).
 
 Output: progress lines on stderr; a summary on stdout (JSON with `--json`): `faults` (`count`, `by_kind`,
 `list` with start/end seconds from the start of the load, `unavailable`, `skipped`), `acknowledged`, `lost` and
@@ -83,6 +84,7 @@ CATCH_UP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 SLOW_STOP_S = 5.0
 DRAIN_TIMEOUT_S = 3.0
+HALT_GRACE_S = 1.0  # a block whose precommits were already out when a split began may still commit
 DEBUG_KEYS = {"skew": ("clock_skew_ms", 5000), "byzantine": ("double_sign", True)}
 CHAIN_ID = "kabuto-localnet"
 
@@ -547,6 +549,9 @@ class Campaign:
         for record in self.records:
             if "end_s" in record:
                 record["resumed_s"] = compute_resume_s(commit_times, record["end_s"])
+            if record["kind"] in HALTING and "end_s" in record:
+                record["commits_during"] = sum(
+                    1 for t in commit_times if record["impaired_s"] + HALT_GRACE_S < t < record["end_s"])
         for index, code in stop_codes.items():
             if code not in (0, None):
                 self.messages.append(f"node {index} answered SIGTERM with exit code {code}")

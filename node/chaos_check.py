@@ -15,8 +15,8 @@ Contract (each function takes `ChainStore`s, or anything with the same readers, 
   (stf/evidence.py), each `{"validator", "height", "round", "vote_type"}`; `parse_evidence_rpc(result)` reads the
   `evidence` RPC's answer into the same form; `summarize_evidence(offences)` counts them per validator.
 - `judge(summary)` -> (exit code, one-line reason or None): 1 for the first failure among: a node that exited on
-  its own (exit 3 is a fork signal: AppHashMismatch), a fork, a lost transaction, no acknowledged transaction at
-  all, a stall beyond the bound, a fault after which the network did not catch up, and a byzantine fault without
+  its own, or with an error when stopped with SIGTERM (exit 3 is a fork signal: AppHashMismatch), a fork, a lost transaction, no acknowledged transaction at
+  all, a block committed during a 2-2 split (`commits_during`), a stall beyond the bound, a fault after which the network did not catch up, and a byzantine fault without
   its offence recorded (`evidence.by_validator`); else 0.
 """
 
@@ -157,6 +157,8 @@ def judge(summary: Mapping[str, Any]) -> tuple[int, str | None]:
     if exits:
         first = exits[0]
         signal = " (AppHashMismatch: a fork signal)" if first.get("code") == 3 else ""
+        if first.get("on") == "stop":
+            return 1, f"node {first['node']} answered SIGTERM with exit code {first['code']}{signal}"
         return 1, f"node {first['node']} exited on its own with code {first['code']}{signal}"
     if summary.get("forks"):
         height = summary["fork_heights"][0]["height"] if summary.get("fork_heights") else "?"
@@ -167,6 +169,10 @@ def judge(summary: Mapping[str, Any]) -> tuple[int, str | None]:
                    f"at height {first.get('height')} on node {first.get('node')}")
     if not summary.get("acknowledged"):
         return 1, "no transaction was acknowledged: the load never got through"
+    for fault in summary.get("faults", {}).get("list", []):
+        if fault.get("commits_during"):
+            return 1, (f"{fault['commits_during']} block(s) committed during the 2-2 split at {fault['start_s']} s, "
+                       f"where no side holds more than 2/3 of the power")
     if summary.get("max_stall_s", 0) > summary.get("stall_bound_s", float("inf")):
         return 1, f"the chain stalled {summary['max_stall_s']:.1f} s (bound {summary['stall_bound_s']:.1f} s)"
     for fault in summary.get("faults", {}).get("list", []):

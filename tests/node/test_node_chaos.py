@@ -368,9 +368,12 @@ def test_judge_passes_a_clean_campaign() -> None:
 
 @pytest.mark.parametrize("change, reason", [
     ({"errors": {"node_exits": [{"node": 2, "code": 3}]}}, "node 2 exited on its own with code 3 (AppHashMismatch"),
+    ({"errors": {"node_exits": [{"node": 1, "code": 2, "on": "stop"}]}}, "node 1 answered SIGTERM with exit code 2"),
     ({"forks": 1, "fork_heights": [{"height": 17}]}, "1 fork(s): nodes disagree first at height 17"),
     ({"lost": 1, "lost_txs": [{"hash": "ef" * 32, "height": 4, "node": 1}]}, "1 acknowledged transaction(s) lost"),
     ({"acknowledged": 0}, "no transaction was acknowledged"),
+    ({"faults": {"list": [{"kind": "split", "start_s": 4.0, "end_s": 8.0, "caught_up_s": 1.0,
+                           "commits_during": 2}]}}, "2 block(s) committed during the 2-2 split at 4.0 s"),
     ({"max_stall_s": 15.5}, "the chain stalled 15.5 s (bound 15.0 s)"),
     ({"faults": {"list": [{"kind": "split", "end_s": 9.0, "caught_up_s": None}]}}, "after the split fault healed"),
     ({"evidence": {"count": 1, "by_validator": {"bb" * 20: 1}}}, "double-signed but no offence of it was recorded"),
@@ -441,6 +444,7 @@ def test_node_chaos_short_campaign() -> None:
     summary, done = run_chaos(90, 3, 180)
     assert_campaign_passed(summary, done)
     faults = summary["faults"]
+    assert all(f["commits_during"] == 0 for f in faults["list"] if f["kind"] == "split")
     assert set(faults["by_kind"]) == set(faults["available"]), faults  # every kind this build supports
     assert time.monotonic() - started < 180
     if "byzantine" in faults["by_kind"]:
