@@ -12,9 +12,12 @@ Contract:
   transaction n is signed by account n mod N, so with N a multiple of E the transactions go round-robin over the
   endpoints (every validator gets its share) while each wallet keeps to one node, as a real wallet does.
 - Accounts: `--accounts` Ed25519 keys derived from `--seed` (SHA-256 of "kabuto-loadgen:<seed>:<i>"), the same
-  for the same seed. Before the timed phase each account sends one setup transaction: a `Faucet` of every asset
-  the chosen markets use, a `CancelAll` (orders left by an earlier run), and a `CollateralTransfer` into its perp
-  margin when a perp market is chosen; all of them must be admitted and committed within `setup_timeout_s`.
+  for the same seed; by default one per ACCOUNT_RATE transactions per second of the rate, from MIN_ACCOUNTS to
+  MAX_ACCOUNTS (`compute_accounts`; MAX_ACCOUNTS for `max`), so each account sends a few transactions per second
+  and its cancels have orders of its own to name. Before the timed phase each account sends one setup
+  transaction: a `Faucet` of every asset the chosen markets use, a `CancelAll` (orders left by an earlier run),
+  and a `CollateralTransfer` into its perp margin when a perp market is chosen; all of them must be admitted and
+  committed within `setup_timeout_s`.
 - Flow (`OrderFlow`, deterministic from the seed): each transaction carries one action, chosen by the `--mix`
   weights: `place` (a GTC or post-only limit order 1..SPREAD_TICKS ticks off the market's mid, so it rests;
   the mid is the book's, else the perp oracle price, else the last trade, else a default), `cancel` (by client
@@ -26,9 +29,9 @@ Contract:
 - Nonces: one `NonceSource` per key (millisecond timestamps, strictly increasing). Transactions are signed
   before the timed phase (`rate x duration` of them; for `max`, MAX_PRESIGN_PER_S per second of the run, then more
   as needed), in sequence order, so each account's nonces rise in the order it submits. Each account sends
-  rate/N transactions per second: with the default 500 accounts its pending transactions stay far below the
-  mempool's per-sender cap (1,000) and the chain's kept-nonce set (100 per signer), which a block that reorders
-  an account's transactions (makers first) could otherwise overrun.
+  rate/N transactions per second: at ACCOUNT_RATE its pending transactions stay far below the mempool's
+  per-sender cap (1,000) and the chain's kept-nonce set (100 per signer), which a block that reorders an
+  account's transactions (makers first) could otherwise overrun, even with seconds of latency.
 - Rate: open loop. Every TICK_S the sender works out how many transactions the clock says are due
   (`compute_due`) and sends them at once as JSON-RPC batches (at most `batch_max` per body, per endpoint),
   without waiting for earlier answers; HTTP requests share `connections` keep-alive connections per endpoint,
@@ -71,7 +74,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, AsyncIterator, NamedTuple
 
@@ -89,7 +92,9 @@ DEFAULT_MIX = (("place", 70), ("cancel", 20), ("market", 10))
 DEFAULT_MARKETS = ("BTC-USD", "ETH-USD")
 TRANSPORTS = ("http", "ws")
 METHODS = {"sync": "broadcast_tx_sync", "async": "broadcast_tx_async"}
-DEFAULT_ACCOUNTS = 500
+ACCOUNT_RATE = 10              # transactions per second per account, by default
+MIN_ACCOUNTS = 10
+MAX_ACCOUNTS = 1000
 DEFAULT_DRAIN_S = 10.0
 DEFAULT_CONNECTIONS = 4
 DEFAULT_MAX_PENDING = 2000
@@ -117,7 +122,7 @@ class LoadgenError(Exception):
 class LoadConfig:
     rate: float | None = 100.0          # transactions per second; None: flat out
     duration_s: float = 10.0
-    accounts: int = DEFAULT_ACCOUNTS
+    accounts: int | None = None          # None: compute_accounts(rate)
     seed: int = 1
     mix: tuple[tuple[str, int], ...] = DEFAULT_MIX
     markets: tuple[str, ...] = DEFAULT_MARKETS
@@ -209,12 +214,19 @@ def endpoints_from_home(base: str | Path) -> list[str]:
     return urls
 
 
+def compute_accounts(rate: float | None) -> int:
+    """The default number of accounts: one per ACCOUNT_RATE tx/s, MIN_ACCOUNTS to MAX_ACCOUNTS (max: MAX)."""
+    if rate is None:
+        return MAX_ACCOUNTS
+    return min(MAX_ACCOUNTS, max(MIN_ACCOUNTS, math.ceil(rate / ACCOUNT_RATE)))
+
+
 def validate_config(config: LoadConfig) -> None:
     if config.rate is not None and not config.rate > 0:
         raise LoadgenError(f"--rate: must be positive, got {config.rate}")
     if not 0 < config.duration_s <= 86_400:
         raise LoadgenError(f"--duration: must be more than 0 and at most 86400 seconds, got {config.duration_s}")
-    if not 1 <= config.accounts <= 100_000:
+    if config.accounts is not None and not 1 <= config.accounts <= 100_000:
         raise LoadgenError(f"--accounts: must be 1 to 100000, got {config.accounts}")
     if not 0 <= config.drain_s <= 3600:
         raise LoadgenError(f"--drain: must be 0 to 3600 seconds, got {config.drain_s}")
@@ -239,7 +251,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[list[str], LoadConfig
     source.add_argument("--home", help="a localnet directory (reads node<i>/config.toml)")
     parser.add_argument("--rate", default="100", help="transactions per second, or max (default 100)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of the timed phase (default 10)")
-    parser.add_argument("--accounts", type=int, default=DEFAULT_ACCOUNTS)
+    parser.add_argument("--accounts", type=int, help="default: one per 10 tx/s of the rate, 10 to 1000")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mix", default="place=70,cancel=20,market=10")
     parser.add_argument("--markets", default=",".join(DEFAULT_MARKETS), help="ids or symbols, comma-separated")
@@ -774,6 +786,8 @@ def make_wallets(seed: int, count: int, chain_id: str) -> list[Wallet]:
 async def run_load(endpoints: Sequence[str], config: LoadConfig) -> dict[str, Any]:
     """Set up, send the timed flow, drain, and return the summary (module contract); LoadgenError on failure."""
     validate_config(config)
+    if config.accounts is None:
+        config = replace(config, accounts=compute_accounts(config.rate))
     urls = [normalize_url(url) for url in endpoints]
     if not urls:
         raise LoadgenError("no endpoint given")
@@ -809,6 +823,7 @@ async def _wait_event(event: asyncio.Event, timeout: float) -> bool:
 async def _run_phases(config: LoadConfig, session: aiohttp.ClientSession, transport: Any, urls: Sequence[str],
                       watcher: BlockWatcher, chain_id: str, fund_atoms: int,
                       markets: list[MarketInfo]) -> dict[str, Any]:
+    assert config.accounts is not None
     wallets = make_wallets(config.seed, config.accounts, chain_id)
     await setup_accounts(config, session, transport, urls, watcher, wallets, markets, fund_atoms)
     client_base = (time.time_ns() // 1_000_000 % (1 << 40)) << 20

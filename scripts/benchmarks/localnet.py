@@ -276,7 +276,8 @@ async def run(args: argparse.Namespace, base: Path, procs: list[subprocess.Popen
         nodes.append({"node": i, "cpu_s": round(cpu_s, 2), "cpu_s_load": round(cpu_s - started, 2),
                       "rss_mb": round(rss_mb, 1)})
     return {
-        "validators": args.validators, "duration_s": args.duration, "accounts": args.accounts,
+        "validators": args.validators, "duration_s": args.duration,
+        "accounts": "auto" if args.accounts is None else args.accounts,
         "max_tx_per_s": None if best is None else best["committed_tx_per_s"],
         "max_sustained_rate": max(sustained, default=None),
         "p50_ms_at_100": latency_at(steps, 100.0, "p50"), "p99_ms_at_100": latency_at(steps, 100.0, "p99"),
@@ -299,7 +300,7 @@ def main() -> int:
     parser.add_argument("--validators", type=int, default=4)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per rate")
     parser.add_argument("--rates", default=DEFAULT_RATES, help="transactions per second, comma-separated; max")
-    parser.add_argument("--accounts", type=int, default=500)
+    parser.add_argument("--accounts", type=int, help="default: the load generator's, one per 10 tx/s")
     parser.add_argument("--drain", type=float, default=15.0, help="seconds to wait for commits after each rate")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")

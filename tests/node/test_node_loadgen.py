@@ -14,9 +14,9 @@ from aiohttp import web
 import node.loadgen as loadgen
 from genesis import minimal_genesis, validate_genesis
 from node.loadgen import (
-    BlockWatcher, LoadConfig, LoadgenError, MarketInfo, OrderFlow, Prepared, Sender, compute_block_figures,
-    compute_due, compute_mid, compute_percentile, endpoints_from_home, main, name_error, parse_args, parse_mix,
-    parse_rate, probe_chain, resolve_markets, run_load, summarize, validate_config,
+    BlockWatcher, LoadConfig, LoadgenError, MarketInfo, OrderFlow, Prepared, Sender, compute_accounts,
+    compute_block_figures, compute_due, compute_mid, compute_percentile, endpoints_from_home, main, name_error,
+    parse_args, parse_mix, parse_rate, probe_chain, resolve_markets, run_load, summarize, validate_config,
 )
 from node.home import make_localnet
 from rpc.client.wallet import NonceSource, Wallet
@@ -76,6 +76,10 @@ def test_invalid_rate(text: str) -> None:
 def test_invalid_config(change: dict, flag: str) -> None:
     with pytest.raises(LoadgenError, match=flag):
         validate_config(LoadConfig(**change))
+
+
+def test_compute_accounts_one_per_ten_tx_per_s_within_bounds() -> None:
+    assert [compute_accounts(r) for r in (1.0, 100.0, 101.0, 2000.0, 50_000.0, None)] == [10, 10, 11, 200, 1000, 1000]
 
 
 def test_parse_args_reads_every_flag() -> None:
