@@ -15,9 +15,10 @@ Contract (each function takes `ChainStore`s, or anything with the same readers, 
   (stf/evidence.py), each `{"validator", "height", "round", "vote_type"}`; `parse_evidence_rpc(result)` reads the
   `evidence` RPC's answer into the same form; `summarize_evidence(offences)` counts them per validator.
 - `judge(summary)` -> (exit code, one-line reason or None): 1 for the first failure among: a node that exited on
-  its own, or with an error when stopped with SIGTERM (exit 3 is a fork signal: AppHashMismatch), a fork, a lost transaction, no acknowledged transaction at
-  all, a block committed during a 2-2 split (`commits_during`), a stall beyond the bound, a fault after which the network did not catch up, and a byzantine fault without
-  its offence recorded (`evidence.by_validator`); else 0.
+  its own, or with an error when stopped with SIGTERM (exit 3 is a fork signal: AppHashMismatch), a fork, a lost
+  transaction, no acknowledged transaction at all, a block committed during a 2-2 split (`commits_during`), a
+  stall beyond the bound, a fault after which the network did not catch up, and a byzantine fault without its
+  offence recorded (`evidence.by_validator`); else 0.
 """
 
 import hashlib
@@ -138,9 +139,10 @@ def parse_evidence_rpc(result: Any) -> list[dict]:
             continue
         validator = item.get("validator") or item.get("address") or item.get("validator_address") or ""
         vote_type = item.get("vote_type", item.get("type"))
+        if isinstance(vote_type, int):
+            vote_type = VOTE_TYPES.get(vote_type, vote_type)
         offences.append({"validator": str(validator).lower(), "height": _int(item.get("height")),
-                         "round": _int(item.get("round")),
-                         "vote_type": VOTE_TYPES.get(vote_type, vote_type) if isinstance(vote_type, int) else vote_type})
+                         "round": _int(item.get("round")), "vote_type": vote_type})
     return offences
 
 

@@ -66,7 +66,8 @@ def test_schedule_params_and_subsets() -> None:
     assert all(f.param in (-5000, 5000) for f in plan if f.kind == "skew")
     assert all(f.param > 0 for f in plan if f.kind == "delay")
     assert all(len(f.targets) == 3 and len(f.others) == 4 for f in plan if f.kind == "split")
-    assert make_schedule(5, 300.0, 7, ("delay", "skew", "split")) != make_schedule(6, 300.0, 7, ("delay", "skew", "split"))
+    kinds = ("delay", "skew", "split")
+    assert make_schedule(5, 300.0, 7, kinds) != make_schedule(6, 300.0, 7, kinds)
     assert make_schedule(1, 5.0, 4) == []  # no room for any fault
 
 
