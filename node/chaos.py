@@ -671,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("chaos: interrupted; every process stopped and the network restored", file=sys.stderr)
         return 130
-    except (LoadError, RuntimeError, OSError) as exc:
+    except (LoadError, RuntimeError, OSError, ValueError) as exc:
         print(f"chaos: error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(summary, indent=2) if args.json else format_text(summary), flush=True)
