@@ -33,7 +33,9 @@ Sections, keys and defaults (ranges are checked by `load_config`):
                  timeout_precommit_ms = 1000
                  timeout_delta_ms = 500               0 .. 600000
                  create_empty_blocks_interval_ms = 1000  0 .. 3600000: wait before an empty block's height
-                                                      (0 = at once; with pending txs always at once)
+                                                      (0 = at once)
+                 min_block_interval_ms = 100          0 .. 3600000: with pending txs, the next height starts
+                                                      this long after the previous one started (0 = at once)
                  max_future_block_time_ms = 2000      0 .. 86400000: a proposal whose block time is further
                                                       ahead of this node's clock is not valid yet (node/app.py)
     [mempool]    max_txs = 50000                      as node.mempool.MempoolLimits; per-sender caps
@@ -127,6 +129,7 @@ class ConsensusSection:
     timeout_precommit_ms: int = 1000
     timeout_delta_ms: int = 500
     create_empty_blocks_interval_ms: int = 1000
+    min_block_interval_ms: int = 100
     max_future_block_time_ms: int = 2000
 
 
@@ -303,6 +306,7 @@ RULES: dict[str, tuple[type, dict[str, Rule]]] = {
         "timeout_propose_ms": integer(1, 600_000), "timeout_prevote_ms": integer(1, 600_000),
         "timeout_precommit_ms": integer(1, 600_000), "timeout_delta_ms": integer(0, 600_000),
         "create_empty_blocks_interval_ms": integer(0, 3_600_000),
+        "min_block_interval_ms": integer(0, 3_600_000),
         "max_future_block_time_ms": integer(0, MAX_CLOCK_MS)}),
     "mempool": (MempoolSection, {
         "max_txs": integer(1, 10_000_000), "max_bytes": integer(1024, 1 << 40),

@@ -227,7 +227,8 @@ def build_node(
     metrics.register_peers(PeerBytesCollector(lambda: switch.peers))
     driver = ConsensusDriver(
         engine, app, home.path / WAL_DIR, switch.broadcast, position, metrics,
-        empty_block_interval_ms=config.consensus.create_empty_blocks_interval_ms, initial_actions=initial,
+        empty_block_interval_ms=config.consensus.create_empty_blocks_interval_ms,
+        min_block_interval_ms=config.consensus.min_block_interval_ms, initial_actions=initial,
         is_behind=lambda: holder["sync"].is_behind(),
         on_future_height=lambda sender, h: holder["sync"].hint(), clock_ms=clock,
         double_sign=config.debug.double_sign, on_evidence=lambda evidence: holder["reporter"].report(evidence))

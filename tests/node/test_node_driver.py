@@ -87,3 +87,25 @@ def test_driver_drops_peer_messages_over_capacity(tmp_path: Path) -> None:
         driver.engine.wal.close()
         return driver._queue.qsize()
     assert asyncio.run(scenario()) == 1
+
+
+def test_with_pending_transactions_heights_start_no_closer_than_the_minimum_interval(tmp_path: Path) -> None:
+    """A busy chain starts a height `min_block_interval_ms` after the previous one started, not at once."""
+
+    class BusyMempool(Mempool):
+        def __len__(self) -> int:   # always something pending: the driver takes the busy path
+            return 1
+
+    async def scenario() -> list[float]:
+        app = make_app()
+        app.mempool = BusyMempool()
+        driver = make_driver(app, tmp_path, [], rotate_bytes=1 << 30)
+        driver.min_block_interval_ms = 150
+        started: list[float] = []
+        app.on_commit.append(lambda height, block: started.append(asyncio.get_running_loop().time()))
+        await run_until_height(driver, 6)
+        driver.engine.wal.close()
+        return started
+    commits = asyncio.run(asyncio.wait_for(scenario(), 30))
+    gaps = [b - a for a, b in zip(commits[1:], commits[2:])]   # the first height after start has no predecessor
+    assert len(gaps) >= 3 and min(gaps) >= 0.14   # a lower bound: a loaded machine makes gaps longer, not shorter
