@@ -482,30 +482,37 @@ class Campaign:
         return self.summarize(load, observed_s, evidence_rpc, stop_codes)
 
     async def ask_evidence(self, urls: list[str]) -> dict | None:
-        """The `evidence` RPC's offences, from every node that serves it (None: no node does)."""
-        found: dict[tuple, dict] = {}
-        counts = []
-        timeout = aiohttp.ClientTimeout(total=5)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        """The `evidence` RPC of every node that serves it (None: no node does): the total count, the first page
+        of offences, and per byzantine validator its count (asked with the `validator` filter: pages are short)."""
+        pages: list[list[dict]] = []
+        counts: list[int] = []
+        by_validator: dict[str, int] = {}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
             for url in urls:
-                body = {"jsonrpc": "2.0", "id": 1, "method": "evidence", "params": {}}
-                try:
-                    async with session.post(url + "/", json=body) as response:
-                        answer = await response.json(content_type=None)
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+                result = await self.call_evidence(session, url, {})
+                if result is None:
                     continue
-                if not isinstance(answer, dict) or "result" not in answer:
-                    continue
-                result = answer["result"]
-                offences = parse_evidence_rpc(result)
-                counts.append(int(result["count"]) if isinstance(result, dict) and "count" in result
-                              else len(offences))
-                for offence in offences:
-                    found[tuple(sorted(offence.items(), key=lambda item: item[0]))] = offence
+                pages.append(parse_evidence_rpc(result))
+                counts.append(int(result.get("count", len(pages[-1]))) if isinstance(result, dict) else len(pages[-1]))
+                for address in sorted(self.byzantine):
+                    answer = await self.call_evidence(session, url, {"validator": address})
+                    if isinstance(answer, dict) and "count" in answer:
+                        by_validator[address] = max(by_validator.get(address, 0), int(answer["count"]))
         if not counts:
             return None
-        offences = sorted(found.values(), key=lambda o: (o["validator"], o["height"] or 0, o["round"] or 0))
-        return summarize_evidence(offences, max(counts))
+        summary = summarize_evidence(max(pages, key=len), max(counts))
+        summary["by_validator"] = dict(sorted(by_validator.items()))
+        return summary
+
+    @staticmethod
+    async def call_evidence(session: aiohttp.ClientSession, url: str, params: dict) -> Any:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "evidence", "params": params}
+        try:
+            async with session.post(url + "/", json=body) as response:
+                answer = await response.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+            return None
+        return answer.get("result") if isinstance(answer, dict) else None
 
     async def stop_all(self) -> dict[int, int | None]:
         """SIGTERM to every node at once (so they stop at about the same height), then wait for each."""
