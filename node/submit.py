@@ -13,7 +13,8 @@ or from the node itself (the oracle feeder calls `submit`), goes through one que
    serving consensus and RPC meanwhile, and a large batch is split between the threads);
 3. back on the loop, `Mempool.admit_verified` (authority, nonces against the committed state and the pending
    ones, caps) in arrival order, each RPC caller gets its `SubmitResult`, and everything admitted is gossiped:
-   one `MSG_TX_BATCH` message per peer holding the transactions that peer did not send us.
+   one `MSG_TX_BATCH` message per peer holding the transactions that peer did not send us (and, between
+   validators, only those that did not come from another validator: `make_tx_gossip`).
 
 So a signature is verified once per node per transaction, off the event loop, and a busy node spends its loop on
 ordering blocks rather than on cryptography. `admit(wire)` is the same admission done inline (signature on the
@@ -75,17 +76,21 @@ def verify_signatures(checks: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
     return [is_valid_signature(public_key, message, signature) for public_key, message, signature in checks]
 
 
-def make_tx_gossip(peers: Callable[[], Mapping[bytes, Any]], max_frame_bytes: int) -> Gossip:
+def make_tx_gossip(peers: Callable[[], Mapping[bytes, Any]], max_frame_bytes: int,
+                   is_validator: Callable[[bytes], bool] = lambda node_id: False) -> Gossip:
     """Send newly admitted transactions to every connected peer but their source, as MSG_TX_BATCH messages that
-    each fit one frame of `max_frame_bytes`."""
+    each fit one frame of `max_frame_bytes`. A transaction that came from a validator peer is not relayed to other
+    validator peers: validators peer with each other directly, so the source has sent it to them itself (relaying
+    it would make every validator receive every transaction once per validator); it still goes to other peers."""
     budget = max_frame_bytes - BATCH_OVERHEAD_BYTES
 
     def gossip(items: list[tuple[bytes, bytes | None]]) -> None:
         for node_id, peer in list(peers().items()):
             chunk: list[bytes] = []
             size = 0
+            to_validator = is_validator(node_id)
             for wire, source in items:
-                if source == node_id:
+                if source == node_id or (to_validator and source is not None and is_validator(source)):
                     continue
                 encoded = compute_encoded_tx_bytes(len(wire))
                 if chunk and (size + encoded > budget or len(chunk) == MAX_TX_BATCH):

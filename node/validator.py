@@ -235,8 +235,8 @@ def build_node(
     sync = BlockSync(app, store, driver, validators, chain_id, metrics, lambda: switch.peers,
                      max_frame_bytes=config.p2p.max_frame_bytes)
     app.on_commit.append(sync.publish_status)
-    submitter = NodeSubmitter(mempool, lambda: app.state, make_tx_gossip(lambda: switch.peers,
-                              config.p2p.max_frame_bytes), metrics, tracing)
+    submitter = NodeSubmitter(mempool, lambda: app.state, make_tx_gossip(
+        lambda: switch.peers, config.p2p.max_frame_bytes, switch.gossip.is_validator), metrics, tracing)
     holder.update(submitter=submitter, driver=driver, sync=sync, switch=switch)
     metrics.chain_height.set(state.height)
     oracle = make_oracle_feeder(config, home.genesis, home.validator_key, submitter.submit, lambda: app.state,

@@ -174,3 +174,15 @@ def test_invalid_tx_batch_from_a_peer_bans_it_and_a_good_one_is_queued() -> None
     asyncio.run(run())
     assert len(mempool) == 1 and gossip.batches[0][0][1] == PEER_A
     submitter.close()
+
+
+def test_a_validators_transaction_is_not_relayed_to_other_validators_but_reaches_other_peers() -> None:
+    full_node = b"\xdd" * 20
+    peers = {PEER_A: FakePeer(), PEER_B: FakePeer(), full_node: FakePeer()}
+    validators = {PEER_A, PEER_B}
+    gossip = make_tx_gossip(lambda: peers, 1 << 20, lambda node_id: node_id in validators)
+    gossip([(b"from rpc", None), (b"from validator a", PEER_A), (b"from full node", full_node)])
+    sent = {node_id: [w for _, chunk in peer.sent for w in chunk] for node_id, peer in peers.items()}
+    assert sent[PEER_A] == [b"from rpc", b"from full node"]
+    assert sent[PEER_B] == [b"from rpc", b"from full node"]
+    assert sent[full_node] == [b"from rpc", b"from validator a"]
