@@ -42,6 +42,7 @@ Sections, keys and defaults (ranges are checked by `load_config`):
                  max_bytes = 67108864                 must not exceed the totals
                  max_txs_per_sender = 1000
                  max_bytes_per_sender = 4194304
+                 verify_workers = 1                   0 .. 64 processes checking signatures (0 = on the loop)
     [storage]    backend = "leveldb"                  "leveldb" | "memory" (memory: tests, nothing survives)
                  snapshot_interval = 1000             0 (never) .. 10^9 heights
                  snapshots_kept = 2                   1 .. 1000
@@ -139,6 +140,7 @@ class MempoolSection:
     max_bytes: int = 64 * MIB
     max_txs_per_sender: int = 1_000
     max_bytes_per_sender: int = 4 * MIB
+    verify_workers: int = 1                # processes checking signatures (node/submit.py); 0 = on the event loop
 
     def to_limits(self) -> MempoolLimits:
         return MempoolLimits(self.max_txs, self.max_bytes, self.max_txs_per_sender, self.max_bytes_per_sender)
@@ -310,7 +312,8 @@ RULES: dict[str, tuple[type, dict[str, Rule]]] = {
         "max_future_block_time_ms": integer(0, MAX_CLOCK_MS)}),
     "mempool": (MempoolSection, {
         "max_txs": integer(1, 10_000_000), "max_bytes": integer(1024, 1 << 40),
-        "max_txs_per_sender": integer(1, 10_000_000), "max_bytes_per_sender": integer(1024, 1 << 40)}),
+        "max_txs_per_sender": integer(1, 10_000_000), "max_bytes_per_sender": integer(1024, 1 << 40),
+        "verify_workers": integer(0, 64)}),
     "storage": (StorageSection, {
         "backend": choice("leveldb", "memory"), "snapshot_interval": integer(0, 10**9),
         "snapshots_kept": integer(1, 1000), "sync": boolean, "state_sync": boolean}),

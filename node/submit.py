@@ -9,8 +9,9 @@ or from the node itself (the oracle feeder calls `submit`), goes through one que
    submission is refused with "mempool_full" (a peer's is dropped: the peer had it admitted, and it will reach
    this node again in a block or from the submitter's retry);
 2. a worker task takes up to `max_batch` queued transactions, decodes them on the loop, and checks their
-   signatures in a thread pool (`verify_threads` threads; libsodium releases the GIL, so the loop goes on
-   serving consensus and RPC meanwhile, and a large batch is split between the threads);
+   signatures in `verify_workers` worker processes (node/verify.py; started on first use, a large batch split
+   between them), so the loop goes on serving consensus and RPC meanwhile; with `verify_workers = 0`, or while a
+   pool that broke (a worker killed) is being replaced, on the loop itself;
 3. back on the loop, `Mempool.admit_verified` (authority, nonces against the committed state and the pending
    ones, caps) in arrival order, each RPC caller gets its `SubmitResult`, and everything admitted is gossiped:
    one `MSG_TX_BATCH` message per peer holding the transactions that peer did not send us (and, between
@@ -32,13 +33,15 @@ import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
+import multiprocessing
+import os
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor
 from typing import Any, NamedTuple
 
 from node.mempool import AlreadyKnown, Mempool, MempoolFull, compute_encoded_tx_bytes
 from node.telemetry import NodeMetrics
 from node.tracing import Tracing
-from stf.crypto import is_valid_signature
+from node.verify import verify_signatures, watch_parent
 from stf.errors import BadSignature, KabutoError, MalformedTransaction
 from stf.state import State
 from stf.tx import Transaction, compute_sign_bytes, decode_transaction
@@ -48,7 +51,7 @@ log = logging.getLogger("node.submit")
 MSG_TX_BATCH = 41
 MAX_TX_BATCH = 10_000
 BATCH_OVERHEAD_BYTES = 4096   # the message's own framing and the frame's MAC, with room to spare
-PARALLEL_VERIFY_MIN = 64      # a batch at least this long is split between the verify threads
+PARALLEL_VERIFY_MIN = 64      # a batch at least this long is split between the verify workers
 
 Gossip = Callable[[list[tuple[bytes, bytes | None]]], None]   # [(wire, source peer id or None)], newly admitted
 
@@ -69,11 +72,6 @@ def parse_tx_batch(payload: Any) -> list[bytes]:
     if any(type(wire) is not bytes for wire in payload):
         raise TxBatchError("a transaction batch holds binary transaction wires only")
     return payload
-
-
-def verify_signatures(checks: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
-    """`is_valid_signature` over (public key, message, signature) triples; runs in a verify thread."""
-    return [is_valid_signature(public_key, message, signature) for public_key, message, signature in checks]
 
 
 def make_tx_gossip(peers: Callable[[], Mapping[bytes, Any]], max_frame_bytes: int,
@@ -117,17 +115,17 @@ class NodeSubmitter:
     """RPC's `TxSubmitter` and the peers' transaction sink: batched admission, then gossip (module docstring)."""
 
     def __init__(self, mempool: Mempool, get_state: Callable[[], State], gossip: Gossip, metrics: NodeMetrics,
-                 tracing: Tracing = Tracing(), *, verify_threads: int = 2, max_batch: int = 1024,
+                 tracing: Tracing = Tracing(), *, verify_workers: int = 1, max_batch: int = 1024,
                  max_queue: int = 20_000, executor: Executor | None = None) -> None:
         self.tracing = tracing
         self.mempool = mempool
         self.get_state = get_state
         self.gossip = gossip
         self.metrics = metrics
-        self.verify_threads = max(1, verify_threads)
+        self.verify_workers = max(0, verify_workers) if executor is None else max(1, verify_workers)
         self.max_batch = max_batch
         self.max_queue = max_queue
-        self._executor = executor or ThreadPoolExecutor(self.verify_threads, thread_name_prefix="verify")
+        self._executor = executor
         self._queue: deque[_Queued] = deque()
         self._queued: dict[bytes, _Queued] = {}
         self._worker: asyncio.Task[None] | None = None
@@ -239,13 +237,26 @@ class NodeSubmitter:
             self.gossip(relay)
 
     async def _verify(self, checks: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
+        if not checks:
+            return []
+        if self.verify_workers == 0:
+            return verify_signatures(checks)
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(self.verify_workers, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=watch_parent, initargs=(os.getpid(),))
         loop = asyncio.get_running_loop()
-        if self.verify_threads == 1 or len(checks) < PARALLEL_VERIFY_MIN:
-            return await loop.run_in_executor(self._executor, verify_signatures, checks)
-        step = -(-len(checks) // self.verify_threads)
-        parts = await asyncio.gather(*(loop.run_in_executor(self._executor, verify_signatures, checks[i:i + step])
-                                       for i in range(0, len(checks), step)))
-        return [ok for part in parts for ok in part]
+        parts = 1 if len(checks) < PARALLEL_VERIFY_MIN else self.verify_workers
+        step = -(-len(checks) // parts)
+        try:
+            results = await asyncio.gather(*(loop.run_in_executor(self._executor, verify_signatures,
+                                                                  checks[i:i + step])
+                                             for i in range(0, len(checks), step)))
+        except BrokenExecutor as exc:
+            log.warning("signature workers stopped (%s); starting new ones, this batch checked here", exc)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+            return verify_signatures(checks)
+        return [ok for part in results for ok in part]
 
     def _finish(self, queued: _Queued, result: SubmitResult) -> None:
         self._queued.pop(queued.tx_hash, None)
@@ -264,5 +275,7 @@ class NodeSubmitter:
         return SubmitResult(tx.hash, "ok", "admitted to the mempool")
 
     def close(self) -> None:
-        """Stop the verify threads (the node calls it once the event loop's tasks are done)."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Stop the verify workers (the node calls it once the event loop's tasks are done)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None

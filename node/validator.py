@@ -236,7 +236,8 @@ def build_node(
                      max_frame_bytes=config.p2p.max_frame_bytes)
     app.on_commit.append(sync.publish_status)
     submitter = NodeSubmitter(mempool, lambda: app.state, make_tx_gossip(
-        lambda: switch.peers, config.p2p.max_frame_bytes, switch.gossip.is_validator), metrics, tracing)
+        lambda: switch.peers, config.p2p.max_frame_bytes, switch.gossip.is_validator), metrics, tracing,
+        verify_workers=config.mempool.verify_workers)
     holder.update(submitter=submitter, driver=driver, sync=sync, switch=switch)
     metrics.chain_height.set(state.height)
     oracle = make_oracle_feeder(config, home.genesis, home.validator_key, submitter.submit, lambda: app.state,
@@ -361,7 +362,7 @@ async def _main(home: Home, store: ChainStore, position: ConsensusPosition, trac
         log.info("stopped cleanly")
     finally:
         node.submitter.close()
-        node.wal.close()
+        node.driver.engine.wal.close()   # the live WAL: the driver replaces `node.wal` when it rotates the log
 
 
 async def run_until_stopped(work, stop_event: asyncio.Event) -> bool:

@@ -72,7 +72,7 @@ def reported(metrics: NodeMetrics, result: str) -> float:
 
 def make_reporter(state: State, public_keys: dict | None = None):
     mempool, metrics = Mempool(), NodeMetrics()
-    submitter = NodeSubmitter(mempool, lambda: state, lambda *gossip: None, metrics)
+    submitter = NodeSubmitter(mempool, lambda: state, lambda *gossip: None, metrics, verify_workers=0)
     wallet = Wallet(KEY, CHAIN, nonces=NonceSource(lambda: state.time_ms + 1))
     keys = public_keys if public_keys is not None else {k.address: k.public_key for k in (KEY, OTHER)}
     reporter = EvidenceReporter(wallet, keys, submitter.submit, lambda: state, metrics)

@@ -42,7 +42,8 @@ class Clock:
 def make_feeder(state: State, prices: dict, clock: Clock, key: PrivateKey = VALIDATOR):
     """A feeder wired to a real mempool through the node's submitter (admission as RPC's), gossip recorded."""
     mempool, metrics, gossiped = Mempool(), NodeMetrics(), []
-    submitter = NodeSubmitter(mempool, lambda: state, lambda batch: gossiped.extend(w for w, _ in batch), metrics)
+    submitter = NodeSubmitter(mempool, lambda: state, lambda batch: gossiped.extend(w for w, _ in batch), metrics,
+                              verify_workers=0)
     source = prices if callable(prices) else static_source(prices)
     feeder = OracleFeeder(key, CHAIN, source, submitter.submit, lambda: state, lambda h: h in mempool, metrics,
                           1000, clock)

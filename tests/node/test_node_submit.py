@@ -43,13 +43,16 @@ class Recorder:
 
 
 def make_submitter(state: State, **options) -> tuple[NodeSubmitter, Mempool, Recorder]:
+    """Signatures checked on the loop unless the test asks for worker processes."""
     mempool, gossip = Mempool(MempoolLimits(max_txs_per_sender=5_000)), Recorder()
+    options.setdefault("verify_workers", 0)
     return NodeSubmitter(mempool, lambda: state, gossip, NodeMetrics(), **options), mempool, gossip
 
 
-def test_submit_admits_in_batches_answers_each_caller_and_gossips_once() -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_submit_admits_in_batches_answers_each_caller_and_gossips_once(workers: int) -> None:
     state = make_state()
-    submitter, mempool, gossip = make_submitter(state)
+    submitter, mempool, gossip = make_submitter(state, verify_workers=workers)
     wires = [pay(state, KEYS[i % 4], 1 + i) for i in range(300)]
 
     async def run() -> list:
@@ -186,3 +189,65 @@ def test_a_validators_transaction_is_not_relayed_to_other_validators_but_reaches
     assert sent[PEER_A] == [b"from rpc", b"from full node"]
     assert sent[PEER_B] == [b"from rpc", b"from full node"]
     assert sent[full_node] == [b"from rpc", b"from validator a"]
+
+
+def test_a_broken_worker_pool_is_replaced_and_the_batch_checked_on_the_loop() -> None:
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    class BrokenPool:
+        shut = False
+
+        def submit(self, fn, *args):
+            future = Future()
+            future.set_exception(BrokenProcessPool("a worker was killed"))
+            return future
+
+        def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+            self.shut = True
+    state = make_state()
+    pool = BrokenPool()
+    submitter, mempool, gossip = make_submitter(state, executor=pool, verify_workers=1)
+    good = pay(state, KEYS[0], 1)
+    forged = pay(state, KEYS[1], 2)[:-1] + b"\x00"
+
+    async def run() -> list[str]:
+        return [r.code for r in await asyncio.gather(submitter.submit(good), submitter.submit(forged))]
+    assert asyncio.run(run()) == ["ok", "bad_signature"]
+    assert pool.shut and submitter._executor is None and len(mempool) == 1
+
+
+def test_a_verify_worker_exits_when_its_node_is_killed() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    script = (
+        "import multiprocessing, os, sys, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from node.verify import watch_parent\n"
+        "pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'), initializer=watch_parent,"
+        " initargs=(os.getpid(),))\n"
+        "print(pool.submit(os.getpid).result(), flush=True)\n"
+        "time.sleep(60)\n")
+    root = Path(__file__).resolve().parents[2]
+    node = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(node.stdout.readline())
+        os.kill(worker, 0)                       # alive while the node is
+        node.send_signal(signal.SIGKILL)
+        node.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            raise AssertionError("the verify worker outlived its killed node")
+    finally:
+        node.kill()
