@@ -8,6 +8,9 @@ Invariants (checked by tests/stf/invariants.py after every block in the property
 Layout: each side keeps `keys`, a sorted list of level keys with the best level LAST so that taking the best
 level is a pop from the end, and `levels`, a dict from price to a deque of orders in time priority. Bids use the
 price as key (ascending, best = highest = last); asks use the negated price (best = lowest = last).
+`totals` holds each level's resting lots, kept by every mutator (`insert`, `insert_by_seq`, `resize`, `remove`,
+`pop_best_front`), so `depth` (the book feed's aggregated levels) costs one lookup per level. An order's size
+changes only through `resize` while it rests.
 Known limit: removing an order from the middle of a level is linear in the level's length (deque.remove);
 levels are short in practice, and the benchmark measures it.
 """
@@ -56,12 +59,13 @@ class Order:
 
 
 class BookSide:
-    __slots__ = ("is_bid", "keys", "levels")
+    __slots__ = ("is_bid", "keys", "levels", "totals")
 
     def __init__(self, is_bid: bool) -> None:
         self.is_bid = is_bid
         self.keys: list[int] = []
         self.levels: dict[int, deque[Order]] = {}
+        self.totals: dict[int, int] = {}   # price -> lots resting at that level (derived, kept by every mutator)
 
     def best_price(self) -> PriceQuote | None:
         if not self.keys:
@@ -80,9 +84,11 @@ class BookSide:
         level = self.levels.get(order.price)
         if level is None:
             self.levels[order.price] = deque((order,))
+            self.totals[order.price] = order.size_lots
             insort(self.keys, order.price if self.is_bid else -order.price)
         else:
             level.append(order)
+            self.totals[order.price] += order.size_lots
 
     def insert_by_seq(self, order: Order) -> None:
         """Insert at the position its seq gives (rebuilding a book from state entries, in any order)."""
@@ -92,9 +98,16 @@ class BookSide:
             return
         index = bisect_left([o.seq for o in level], order.seq)
         level.insert(index, order)
+        self.totals[order.price] += order.size_lots
+
+    def resize(self, order: Order, size_lots: SizeLots) -> None:
+        """Set a resting order's size in place (its priority is kept)."""
+        self.totals[order.price] += size_lots - order.size_lots
+        order.size_lots = size_lots
 
     def remove(self, order: Order) -> None:
         level = self.levels[order.price]
+        self.totals[order.price] -= order.size_lots
         if level[0] is order:
             level.popleft()
         else:
@@ -104,12 +117,13 @@ class BookSide:
 
     def pop_best_front(self, level: deque[Order], price: PriceQuote) -> None:
         """Remove the first order of the best level (the one being filled or expired)."""
-        level.popleft()
+        self.totals[price] -= level.popleft().size_lots
         if not level:
             self._drop_level(price)
 
     def _drop_level(self, price: PriceQuote) -> None:
         del self.levels[price]
+        del self.totals[price]
         key = price if self.is_bid else -price
         if self.keys[-1] == key:
             self.keys.pop()
@@ -123,11 +137,12 @@ class BookSide:
             yield PriceQuote(price), self.levels[price]
 
     def depth(self, max_levels: int) -> list[tuple[PriceQuote, SizeLots]]:
+        """The best `max_levels` levels as (price, total lots), best first: O(levels), not O(orders)."""
         out = []
-        for price, level in self.iter_levels():
-            if len(out) == max_levels:
-                break
-            out.append((price, SizeLots(sum(o.size_lots for o in level))))
+        totals = self.totals
+        for key in reversed(self.keys[-max_levels:] if max_levels > 0 else ()):
+            price = key if self.is_bid else -key
+            out.append((PriceQuote(price), SizeLots(totals[price])))
         return out
 
 

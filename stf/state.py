@@ -332,7 +332,7 @@ def resize_order(state: State, order: Order, size_lots: SizeLots) -> None:
         account = state.accounts[order.owner]
         account.order_margin -= (compute_resting_margin(market, account, order.price, order.size_lots)
                                  - compute_resting_margin(market, account, order.price, size_lots))
-    order.size_lots = size_lots
+    market.book.side(order.is_buy).resize(order, size_lots)
     state.dirty_orders[order.order_id] = None
 
 

@@ -28,8 +28,10 @@ def check_books(state: State) -> list:
         for side in (book.bids, book.asks):
             assert side.keys == sorted(side.keys), f"market {market_id}: level keys not sorted"
             assert len(side.keys) == len(set(side.keys)) == len(side.levels), f"market {market_id}: keys and levels differ"
+            assert sorted(side.totals) == sorted(side.levels), f"market {market_id}: level totals and levels differ"
             for price, level in side.iter_levels():
                 assert level, f"market {market_id}: empty level at {price}"
+                assert side.totals[price] == sum(o.size_lots for o in level), f"market {market_id}: total at {price}"
                 seqs = [o.seq for o in level]
                 assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"market {market_id}: level {price} not FIFO"
                 for order in level:
