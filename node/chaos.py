@@ -49,7 +49,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -73,6 +72,7 @@ from node.chaos_net import Firewall, ProxyNet, iptables_usable
 from node.config import ConfigError, config_from_dict, load_config, parse_config, render_config
 from node.home import CONFIG_FILE, DATA_DIR, GENESIS_FILE, load_genesis_path, localnet_ports, make_localnet
 from node.keys import NODE_KEY_FILE, VALIDATOR_KEY_FILE, load_key, node_id
+from node.localnet import find_base_port
 from node.storage import StorageError, open_chain_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,27 +87,6 @@ DRAIN_TIMEOUT_S = 3.0
 HALT_GRACE_S = 1.0  # a block whose precommits were already out when a split began may still commit
 DEBUG_KEYS = {"skew": ("clock_skew_ms", 5000), "byzantine": ("double_sign", True)}
 CHAIN_ID = "kabuto-localnet"
-
-
-def find_base_port(count: int) -> int:
-    """A base port whose `count` consecutive ports are free on loopback now (below the ephemeral range)."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20_000, 32_000 - count)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free port range on loopback")
 
 
 def available_kinds() -> tuple[tuple[str, ...], list[str]]:

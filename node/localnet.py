@@ -22,8 +22,10 @@ import argparse
 import calendar
 import json
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,6 +37,28 @@ from node.home import CONFIG_FILE, HomeError, make_localnet
 STOP_TIMEOUT_S = 10.0
 LOG_FILE = "node.log"
 POLL_S = 0.05
+
+
+def find_base_port(count: int) -> int:
+    """A base port whose `count` consecutive ports are free on loopback now (below Linux's ephemeral range,
+    32768-60999, so no outgoing connection takes one meanwhile); for localnets of tests, benchmarks and chaos."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20_000, 32_000 - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free port range on loopback")
 
 
 def find_homes(base: Path) -> list[Path]:

@@ -36,10 +36,8 @@ import asyncio
 import json
 import os
 import platform
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,7 +57,7 @@ from node.home import CONFIG_FILE, make_localnet  # noqa: E402
 from node.loadgen import (  # noqa: E402
     LoadConfig, LoadgenError, call, endpoints_from_home, parse_rate, run_load, ws_url,
 )
-from node.localnet import LOG_FILE, start_validator, stop_validators  # noqa: E402
+from node.localnet import LOG_FILE, find_base_port, start_validator, stop_validators  # noqa: E402
 from stf.crypto import PrivateKey, compute_sign_bytes  # noqa: E402
 from stf.tx import TIF_GTC, PlaceOrder, decode_transaction, sign_transaction  # noqa: E402
 
@@ -104,26 +102,6 @@ def read_process(pid: int) -> tuple[float, float]:
     peak_kb = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                    if line.startswith("VmHWM:"))
     return cpu_s, peak_kb / 1024
-
-
-def find_base_port(count: int) -> int:
-    """A base port whose `count` consecutive ports are free on loopback now (below the ephemeral range)."""
-    for _ in range(200):
-        base = random.randrange(20_000, 32_000 - count)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free port range on loopback")
 
 
 def make_benchmark_localnet(base: Path, validators: int) -> list[Path]:

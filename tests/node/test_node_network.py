@@ -11,7 +11,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import msgpack
 import pytest
 
 from node.home import GENESIS_FILE, make_localnet
+from node.localnet import find_base_port
 from node.p2p.connection import ConnectionConfig, open_connection
 from node.p2p.gossip import MSG_TX, MSG_VOTE
 from stf.crypto import PrivateKey
@@ -30,26 +30,6 @@ from stf.tx import Faucet, sign_transaction
 USD = 0
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def find_base_port(count: int) -> int:
-    """A base port whose `count` consecutive ports are free on loopback now."""
-    for _ in range(200):
-        base = random.randrange(20_000, 32_000 - count)  # below Linux's ephemeral range (32768-60999)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 def call_rpc(port: int, method: str, params: dict | None = None, timeout: float = 1.0) -> dict | None:
