@@ -546,6 +546,7 @@ class Campaign:
         gaps = compute_max_stall(commit_times, [], 0.0, observed_s)
         summary = {
             "seed": self.seed, "validators": self.args.validators, "network": self.net.mode,
+            "firewall_chain": self.firewall.chain if self.firewall is not None else None,
             "duration_s": observed_s,
             "faults": {"count": len(self.records), "by_kind": dict(Counter(r["kind"] for r in self.records)),
                        "available": list(self.kinds), "unavailable": self.unavailable,

@@ -451,9 +451,9 @@ def test_node_chaos_short_campaign() -> None:
     if "byzantine" in faults["by_kind"]:
         assert summary["evidence"]["count"] > 0, "double-signing left no evidence"
         assert set(summary["byzantine_validators"]) <= set(summary["evidence"]["by_validator"])
-    if os.geteuid() == 0:
-        assert "KABUTO-CHAOS" not in subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout \
-            if summary["network"] == "iptables" else True
+    if summary["network"] == "iptables":   # its own chain is gone (another campaign may be running beside it)
+        rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout
+        assert summary["firewall_chain"] and summary["firewall_chain"] not in rules.split()
 
 
 @pytest.mark.slow
