@@ -107,6 +107,7 @@ class ChainApp:
         self.tracing = tracing
         self.max_future_block_time_ms = max_future_block_time_ms
         self.on_commit: list[Callable[[int, Block], None]] = []
+        self._decoded: tuple[bytes, Block] | None = None          # the last proposal decoded
         self._checked: tuple[bytes, CheckedBlock] | None = None   # the last value judged valid, and what was found
 
     @property
@@ -134,14 +135,20 @@ class ChainApp:
         """How long until a proposed block's time is no more than `max_future_block_time_ms` ahead of this node's
         clock: 0 when it already is (or when the bytes are not a block: `validate_value` refuses those)."""
         try:
-            time_ms = decode_block(value).header.time_ms
+            time_ms = self._decode_proposal(value).header.time_ms
         except KabutoError:
             return 0
         return max(0, time_ms - self.max_future_block_time_ms - self.clock_ms())
 
+    def _decode_proposal(self, value: bytes) -> Block:
+        """`decode_block`, kept for the last proposal: the driver asks for its time, then for its verdict."""
+        if self._decoded is None or self._decoded[0] != value:
+            self._decoded = (value, decode_block(value))
+        return self._decoded[1]
+
     def _validate_value(self, height: int, value: bytes) -> bool:
         try:
-            block = decode_block(value)
+            block = self._decode_proposal(value)
             if block.header.height != height:
                 return False
             ahead_ms = block.header.time_ms - self.clock_ms()
@@ -159,7 +166,7 @@ class ChainApp:
     def commit(self, height: int, value: bytes, certificate: CommitCertificate) -> tuple[ValidatorUpdate, ...]:
         started = time.perf_counter()
         checked = self._checked[1] if self._checked is not None and self._checked[0] == value else None
-        self._checked = None
+        self._checked = self._decoded = None
         try:
             block = checked.block if checked is not None else decode_block(value)
             with self.tracing.span("apply", height=height, txs=len(block.txs)):

@@ -140,10 +140,9 @@ class NodeSubmitter:
 
     async def submit(self, wire: bytes) -> SubmitResult:
         """Admit `wire` (RPC, the oracle feeder): the outcome once it has been through the pipeline."""
-        immediate = self._refuse_early(wire)
-        if immediate is not None:
-            return immediate
-        tx_hash = hashlib.sha256(wire).digest()
+        tx_hash, refused = self._check_early(wire)
+        if refused is not None:
+            return refused
         queued = self._queued.get(tx_hash)
         if queued is None:
             if len(self._queued) >= self.max_queue:
@@ -167,10 +166,9 @@ class NodeSubmitter:
 
     def admit(self, wire: bytes) -> SubmitResult:
         """Inline admission (signature checked on this thread), without gossip."""
-        immediate = self._refuse_early(wire)
-        if immediate is not None:
-            return immediate
-        tx_hash = hashlib.sha256(wire).digest()
+        tx_hash, refused = self._check_early(wire)
+        if refused is not None:
+            return refused
         try:
             tx = self.mempool.admit(wire, self.get_state())
         except KabutoError as exc:
@@ -179,13 +177,14 @@ class NodeSubmitter:
 
     # --- the pipeline ---------------------------------------------------------------------------------------------
 
-    def _refuse_early(self, wire: Any) -> SubmitResult | None:
+    def _check_early(self, wire: Any) -> tuple[bytes, SubmitResult | None]:
+        """(the wire's hash, a refusal when it is not bytes or already pending, else None)."""
         if type(wire) is not bytes:
-            return self._result(b"", MalformedTransaction("a transaction is a byte string"))
+            return b"", self._result(b"", MalformedTransaction("a transaction is a byte string"))
         tx_hash = hashlib.sha256(wire).digest()
         if tx_hash in self.mempool:
-            return self._result(tx_hash, AlreadyKnown("this transaction is already pending"))
-        return None
+            return tx_hash, self._result(tx_hash, AlreadyKnown("this transaction is already pending"))
+        return tx_hash, None
 
     def _enqueue(self, wire: bytes, tx_hash: bytes, source: bytes | None) -> _Queued:
         queued = _Queued(wire, tx_hash, source)
