@@ -82,6 +82,11 @@ from stf.state import State, export_entries, initialize_state
 log = logging.getLogger("node")
 
 CHAIN_DIR = "chain"
+# The cyclic collector's thresholds (CPython's default is 700, 10, 10). A loaded validator allocates a few dozen
+# containers per transaction, nearly all freed by reference counting within a block or two: with the default, it
+# ran the youngest collection about 40 times a second and spent 2.0 s of each 45 s at 2,000 orders/s in the
+# collector (pauses up to 0.25 s); with these, 0.7 s, no pause over 40 ms, and p50 latency 133 ms instead of 210.
+GC_THRESHOLDS = (10_000, 10, 10)
 CERTIFICATE_BYTES_PER_VALIDATOR = 256  # one precommit in a commit certificate, with msgpack framing
 LOCAL_BACKOFF = Backoff(base_s=0.25, cap_s=5.0, stable_s=10.0)
 
@@ -354,9 +359,10 @@ async def _main(home: Home, store: ChainStore, position: ConsensusPosition, trac
             return
     node = build_node(home, store, position, tracing, stop_event)
     # The loaded state is most of the process's objects and lives as long as it does: out of the collector's
-    # view, full collections (which pause the event loop) only walk what was made since.
+    # view, full collections (which pause the event loop) only walk what was made since. Then GC_THRESHOLDS.
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         await serve_node(node)
         log.info("stopped cleanly")

@@ -14,6 +14,13 @@ transaction, order, trade (per market) and fill (per account) indexes of the las
 answer "not available" (`earliest_height()` says where the window starts), their transactions "not found",
 and their finished orders are forgotten by `order_status`. Open orders, balances and books come from the
 state and are always current. Memory is bounded by the window times the block size.
+
+Retention: past its newest `HOT_BLOCKS` blocks, the view keeps each block's result, and every index entry, as
+plain tuples of plain values (bytes, integers, None), and rebuilds the named tuples and records when it is asked.
+CPython's cyclic collector stops tracking such tuples the first time it meets them, so a full window of a loaded
+chain (hundreds of thousands of receipts and events) adds nothing to the collector's full passes. Kept as
+objects, a 2,000 orders/s load made each full pass walk every receipt of the window: 1.5 s pauses of the event
+loop within 90 s, growing with the window.
 """
 
 from collections import deque
@@ -22,7 +29,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from stf.block import Block, BlockResult
-from stf.events import OrderAccepted, OrderDone, Trade
+from stf.events import OrderAccepted, OrderDone, Trade, decode_event, encode_event
+from stf.errors import ResultCode
+from stf.receipts import ActionResult, Receipt
 from stf.params import GenesisConfig
 from stf.state import State
 
@@ -31,6 +40,7 @@ from rpc.bookfeed import FEED_DEPTH, BookFeed
 __all__ = ["DEFAULT_WINDOW", "TxLocation", "OrderOutcome", "TradeAt", "ChainView", "InMemoryChainView"]
 
 DEFAULT_WINDOW = 1000
+HOT_BLOCKS = 8  # the newest blocks keep their results as objects: commit waiters and streams read those at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +135,14 @@ class InMemoryChainView:
         self.window = window
         self.catching_up = catching_up
         self._feed = BookFeed(state, feed_depth)
-        self._blocks: deque[tuple[Block, BlockResult]] = deque()
-        self._txs: dict[bytes, TxLocation] = {}
-        self._outcomes: dict[int, OrderOutcome] = {}
+        # Plain tuples throughout (see Retention): a result is a BlockResult or pack_result's tuple.
+        self._blocks: deque[tuple[Block, BlockResult | tuple]] = deque()
+        self._txs: dict[bytes, tuple[int, int]] = {}  # -> (height, index)
+        self._outcomes: dict[int, tuple] = {}  # order id -> (height, the OrderDone's fields...)
         self._client_orders: dict[tuple[bytes, int], tuple[int, int]] = {}  # -> (height, order id)
-        self._trades: dict[int, deque[TradeAt]] = {}  # market -> oldest first
-        self._fills: dict[bytes, deque[TradeAt]] = {}  # taker or maker address -> oldest first
+        # (height, time, event index, the Trade's fields...), oldest first
+        self._trades: dict[int, deque[tuple]] = {}  # per market
+        self._fills: dict[bytes, deque[tuple]] = {}  # per taker or maker address
         self._genesis = genesis
         self._app_hash = state.merkle.root()
 
@@ -145,18 +157,22 @@ class InMemoryChainView:
         if height != self._state.height or result.block_hash != self._state.last_block_hash:
             raise ValueError(f"block {height} is not the block just applied (state at {self._state.height})")
         self._blocks.append((block, result))
+        if len(self._blocks) > HOT_BLOCKS:
+            cooled, cooled_result = self._blocks[-HOT_BLOCKS - 1]
+            if type(cooled_result) is BlockResult:
+                self._blocks[-HOT_BLOCKS - 1] = (cooled, pack_result(cooled_result))
         self._app_hash = result.state_root
         for index, receipt in enumerate(result.receipts):
-            self._txs[receipt.tx_hash] = TxLocation(height, index)
+            self._txs[receipt.tx_hash] = (height, index)
         for index, event in enumerate(result.events):
             if isinstance(event, Trade):
-                at = TradeAt(height, block.header.time_ms, index, event)
+                at = (height, block.header.time_ms, index, *event)
                 self._trades.setdefault(event.market, deque()).append(at)
                 self._fills.setdefault(event.taker, deque()).append(at)
                 if event.maker != event.taker:
                     self._fills.setdefault(event.maker, deque()).append(at)
             elif isinstance(event, OrderDone):
-                self._outcomes[event.order_id] = OrderOutcome(height, event)
+                self._outcomes[event.order_id] = (height, *event)
             elif isinstance(event, OrderAccepted):
                 self._outcomes.pop(event.order_id, None)  # a modify re-accepts under the same id
                 if event.client_id is not None:
@@ -165,10 +181,11 @@ class InMemoryChainView:
             self._evict(*self._blocks.popleft())
         return self._feed.update(self._state)
 
-    def _evict(self, block: Block, result: BlockResult) -> None:
+    def _evict(self, block: Block, result: BlockResult | tuple) -> None:
         height = block.header.height
+        result = unpack_result(result)
         for index, receipt in enumerate(result.receipts):
-            if self._txs.get(receipt.tx_hash) == TxLocation(height, index):
+            if self._txs.get(receipt.tx_hash) == (height, index):
                 del self._txs[receipt.tx_hash]
         for event in result.events:
             if isinstance(event, Trade):
@@ -177,7 +194,7 @@ class InMemoryChainView:
                 _drop_oldest(self._fills, event.maker, height)
             elif isinstance(event, OrderDone):
                 outcome = self._outcomes.get(event.order_id)
-                if outcome is not None and outcome.height == height:
+                if outcome is not None and outcome[0] == height:
                     del self._outcomes[event.order_id]
             elif isinstance(event, OrderAccepted) and event.client_id is not None:
                 key = (event.owner, event.client_id)
@@ -216,7 +233,7 @@ class InMemoryChainView:
     def is_catching_up(self) -> bool:
         return self.catching_up
 
-    def _entry(self, height: int) -> tuple[Block, BlockResult] | None:
+    def _entry(self, height: int) -> tuple[Block, BlockResult | tuple] | None:
         if not self._blocks:
             return None
         index = height - self._blocks[0][0].header.height
@@ -230,13 +247,15 @@ class InMemoryChainView:
 
     def get_result(self, height: int) -> BlockResult | None:
         entry = self._entry(height)
-        return None if entry is None else entry[1]
+        return None if entry is None else unpack_result(entry[1])
 
     def find_tx(self, tx_hash: bytes) -> TxLocation | None:
-        return self._txs.get(tx_hash)
+        found = self._txs.get(tx_hash)
+        return None if found is None else TxLocation(*found)
 
     def find_order_outcome(self, order_id: int) -> OrderOutcome | None:
-        return self._outcomes.get(order_id)
+        found = self._outcomes.get(order_id)
+        return None if found is None else OrderOutcome(found[0], OrderDone(*found[1:]))
 
     def find_client_order(self, owner: bytes, client_id: int) -> int | None:
         found = self._client_orders.get((owner, client_id))
@@ -246,19 +265,55 @@ class InMemoryChainView:
         return self._genesis
 
     def iter_trades(self, market: int) -> Iterator[TradeAt]:
-        return reversed(self._trades.get(market, ()))
+        return map(_trade_at, reversed(self._trades.get(market, ())))
 
     def iter_fills(self, address: bytes) -> Iterator[TradeAt]:
-        return reversed(self._fills.get(address, ()))
+        return map(_trade_at, reversed(self._fills.get(address, ())))
 
     def iter_heights(self) -> Iterator[int]:
         return (block.header.height for block, _ in self._blocks)
 
 
+def pack_result(result: BlockResult) -> tuple:
+    """`result` as plain tuples of plain values, which the cyclic collector stops tracking (see Retention).
+
+    A receipt is one flat tuple `(tx hash, code, order id, filled lots, code, ...)` and an event its wire form,
+    `(kind, field, ...)`: the collector untracks a tuple once everything in it is untracked, one level per pass,
+    so what there is one of per transaction is untracked at its first pass."""
+    return (
+        result.block_hash,
+        tuple([(r.tx_hash, *[x for a in r.results for x in (int(a.code), a.order_id, a.filled_lots)])
+               for r in result.receipts]),
+        tuple([tuple(encode_event(e)) for e in result.events]),
+        tuple(result.entries),
+        result.state_root,
+    )
+
+
+def unpack_result(packed: BlockResult | tuple) -> BlockResult:
+    """The BlockResult `pack_result` packed (a BlockResult is returned as it is)."""
+    if type(packed) is BlockResult:
+        return packed
+    block_hash, receipts, events, entries, state_root = packed
+    return BlockResult(
+        block_hash, tuple(_unpack_receipt(r) for r in receipts), [decode_event(e) for e in events], list(entries),
+        state_root,
+    )
+
+
+def _unpack_receipt(flat: tuple) -> Receipt:
+    return Receipt(flat[0], tuple(
+        ActionResult(ResultCode(flat[i]), flat[i + 1], flat[i + 2]) for i in range(1, len(flat), 3)))
+
+
+def _trade_at(flat: tuple) -> TradeAt:
+    return TradeAt(flat[0], flat[1], flat[2], Trade(*flat[3:]))
+
+
 def _drop_oldest(index: dict, key: object, height: int) -> None:
     """Drop the entries of block `height` (the oldest kept) from one per-key trade index."""
     entries = index.get(key)
-    while entries and entries[0].height <= height:
+    while entries and entries[0][0] <= height:
         entries.popleft()
     if entries is not None and not entries:
         del index[key]

@@ -1,6 +1,7 @@
 """rpc/methods.py and rpc/views.py against a real STF chain, called through the Router (no sockets)."""
 
 import asyncio
+import gc
 import hashlib
 import json
 from typing import Any
@@ -12,7 +13,7 @@ from rpc.jsonrpc import INVALID_PARAMS, CallContext, Router
 from rpc.channels import make_channels, publish_block_messages
 from rpc.methods import HEIGHT_NOT_AVAILABLE, ORDER_NOT_FOUND, TX_NOT_FOUND, make_router
 from rpc.subscriptions import Hub, Session
-from rpc.views import InMemoryChainView
+from rpc.views import HOT_BLOCKS, InMemoryChainView
 from stf.block import apply_block, make_block
 from stf.crypto import PrivateKey
 from stf.proof import Proof, verify_proof
@@ -232,6 +233,49 @@ def test_window_forgets_old_blocks_txs_and_orders() -> None:
     assert c.result("order_status", {"order_id": ioc})["status"] == "unfilled_remainder"
     c.block()
     assert c.error("order_status", {"order_id": ioc})["code"] == ORDER_NOT_FOUND
+
+
+def test_results_past_the_newest_blocks_read_back_unchanged_and_untracked(chain: RpcChain) -> None:
+    a, b, _ = chain.keys
+    chain.block(chain.tx(a, place(ETH_USD, True, 2_000_000, 4, client_id=9)),
+                chain.tx(b, place(ETH_USD, False, 2_000_000, 3, tif=TIF_IOC), Transfer(a.address, USD, 5)))
+    heights = range(1, chain.view.latest_height() + 1)
+    fresh = {h: chain.view.get_result(h) for h in heights}
+    trades, fills = list(chain.view.iter_trades(ETH_USD)), list(chain.view.iter_fills(a.address))
+    hashes = [r.tx_hash for h in heights for r in fresh[h].receipts]
+    locations = [chain.view.find_tx(t) for t in hashes]
+    ioc = fresh[2].receipts[0].results[0].order_id
+    outcome = chain.view.find_order_outcome(ioc)
+    for _ in range(HOT_BLOCKS + 1):
+        chain.block()
+    assert [chain.view.get_result(h) for h in heights] == [fresh[h] for h in heights]
+    assert len(trades) == 1 and len(fills) == 2
+    assert list(chain.view.iter_trades(ETH_USD)) == trades and list(chain.view.iter_fills(a.address)) == fills
+    assert [chain.view.find_tx(t) for t in hashes] == locations and None not in locations
+    assert outcome is not None and chain.view.find_order_outcome(ioc) == outcome
+    assert chain.result("tx", {"hash": hashes[-1].hex()})["tx_result"]["results"][1]["code"] == 0
+    gc.collect()  # untracks what there is one of per transaction: receipts, events and index entries
+    kept = [result for _, result in chain.view._blocks]
+    per_tx = [x for r in kept[:-HOT_BLOCKS] for x in (*r[1], *r[2])]
+    per_tx += [*chain.view._txs.values(), *chain.view._outcomes.values(), *chain.view._trades[ETH_USD]]
+    assert per_tx and not any(gc.is_tracked(x) for x in per_tx)
+    gc.collect()
+    gc.collect()  # one level of nesting a pass: then every result past the newest blocks
+    assert not any(gc.is_tracked(r) for r in kept[:-HOT_BLOCKS])
+    assert all(type(r).__name__ == "BlockResult" for r in kept[-HOT_BLOCKS:])
+
+
+def test_window_evicts_results_kept_as_tuples() -> None:
+    c = RpcChain(window=HOT_BLOCKS + 2)
+    a, b, _ = c.keys
+    c.block(c.tx(a, place(BTC_USD, True, 1000, 2, client_id=5)), c.tx(b, place(BTC_USD, False, 1000, 1)))
+    trade_hash = c.view.get_result(1).receipts[1].tx_hash
+    assert len(list(c.view.iter_fills(b.address))) == 1
+    for _ in range(HOT_BLOCKS + 2):
+        c.block()
+    assert c.view.earliest_height() == 2 and c.view.find_tx(trade_hash) is None
+    assert list(c.view.iter_trades(BTC_USD)) == [] and list(c.view.iter_fills(b.address)) == []
+    assert c.view.find_client_order(a.address, 5) is None
 
 
 def test_add_block_refuses_a_block_not_just_applied(chain: RpcChain) -> None:
