@@ -9,9 +9,10 @@ or from the node itself (the oracle feeder calls `submit`), goes through one que
    submission is refused with "mempool_full" (a peer's is dropped: the peer had it admitted, and it will reach
    this node again in a block or from the submitter's retry);
 2. a worker task takes up to `max_batch` queued transactions, decodes them on the loop, and checks their
-   signatures in `verify_workers` worker processes (node/verify.py; started on first use, a large batch split
-   between them), so the loop goes on serving consensus and RPC meanwhile; with `verify_workers = 0`, or while a
-   pool that broke (a worker killed) is being replaced, on the loop itself;
+   signatures in `verify_workers` worker processes (node/verify.py `VerifyPool`: started on first use, a large
+   batch split between them), so the loop goes on serving consensus and RPC meanwhile; with `verify_workers = 0`,
+   or for the batch during which a worker was lost (its pool is closed and a new one started on next use), on
+   the loop itself;
 3. back on the loop, `Mempool.admit_verified` (authority, nonces against the committed state and the pending
    ones, caps) in arrival order, each RPC caller gets its `SubmitResult`, and everything admitted is gossiped:
    one `MSG_TX_BATCH` message per peer holding the transactions that peer did not send us (and, between
@@ -33,15 +34,12 @@ import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
-import multiprocessing
-import os
-from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor
 from typing import Any, NamedTuple
 
 from node.mempool import AlreadyKnown, Mempool, MempoolFull, compute_encoded_tx_bytes
 from node.telemetry import NodeMetrics
 from node.tracing import Tracing
-from node.verify import verify_signatures, watch_parent
+from node.verify import VerifyPool, VerifyWorkersLost, verify_signatures
 from stf.errors import BadSignature, KabutoError, MalformedTransaction
 from stf.state import State
 from stf.tx import Transaction, compute_sign_bytes, decode_transaction
@@ -116,16 +114,16 @@ class NodeSubmitter:
 
     def __init__(self, mempool: Mempool, get_state: Callable[[], State], gossip: Gossip, metrics: NodeMetrics,
                  tracing: Tracing = Tracing(), *, verify_workers: int = 1, max_batch: int = 1024,
-                 max_queue: int = 20_000, executor: Executor | None = None) -> None:
+                 max_queue: int = 20_000, pool: VerifyPool | None = None) -> None:
         self.tracing = tracing
         self.mempool = mempool
         self.get_state = get_state
         self.gossip = gossip
         self.metrics = metrics
-        self.verify_workers = max(0, verify_workers) if executor is None else max(1, verify_workers)
+        self.verify_workers = max(0, verify_workers) if pool is None else max(1, verify_workers)
         self.max_batch = max_batch
         self.max_queue = max_queue
-        self._executor = executor
+        self._pool = pool
         self._queue: deque[_Queued] = deque()
         self._queued: dict[bytes, _Queued] = {}
         self._worker: asyncio.Task[None] | None = None
@@ -240,22 +238,15 @@ class NodeSubmitter:
             return []
         if self.verify_workers == 0:
             return verify_signatures(checks)
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(self.verify_workers, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=watch_parent, initargs=(os.getpid(),))
-        loop = asyncio.get_running_loop()
-        parts = 1 if len(checks) < PARALLEL_VERIFY_MIN else self.verify_workers
-        step = -(-len(checks) // parts)
+        if self._pool is None:
+            self._pool = VerifyPool(self.verify_workers, PARALLEL_VERIFY_MIN)
         try:
-            results = await asyncio.gather(*(loop.run_in_executor(self._executor, verify_signatures,
-                                                                  checks[i:i + step])
-                                             for i in range(0, len(checks), step)))
-        except BrokenExecutor as exc:
-            log.warning("signature workers stopped (%s); starting new ones, this batch checked here", exc)
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+            return await self._pool.verify(checks)
+        except VerifyWorkersLost as exc:
+            log.warning("%s; starting new signature workers, this batch checked here", exc)
+            self._pool.close()
+            self._pool = None
             return verify_signatures(checks)
-        return [ok for part in results for ok in part]
 
     def _finish(self, queued: _Queued, result: SubmitResult) -> None:
         self._queued.pop(queued.tx_hash, None)
@@ -274,7 +265,13 @@ class NodeSubmitter:
         return SubmitResult(tx.hash, "ok", "admitted to the mempool")
 
     def close(self) -> None:
-        """Stop the verify workers (the node calls it once the event loop's tasks are done)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        """Kill the verify workers at once (the loop reaps them if it runs on; the node calls `aclose`)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    async def aclose(self) -> None:
+        """`close`, waiting until the workers are reaped: call it before the event loop ends."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.aclose()

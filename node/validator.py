@@ -367,7 +367,7 @@ async def _main(home: Home, store: ChainStore, position: ConsensusPosition, trac
         await serve_node(node)
         log.info("stopped cleanly")
     finally:
-        node.submitter.close()
+        await node.submitter.aclose()
         node.driver.engine.wal.close()   # the live WAL: the driver replaces `node.wal` when it rotates the log
 
 

@@ -11,6 +11,7 @@ from node.submit import (
     MAX_TX_BATCH, MSG_TX_BATCH, NodeSubmitter, TxBatchError, make_tx_gossip, parse_tx_batch,
 )
 from node.telemetry import NodeMetrics
+from node.verify import VerifyPool, VerifyWorkersLost
 from stf.crypto import PrivateKey
 from stf.state import State, initialize_state
 from stf.tx import Transfer, sign_transaction
@@ -56,12 +57,14 @@ def test_submit_admits_in_batches_answers_each_caller_and_gossips_once(workers: 
     wires = [pay(state, KEYS[i % 4], 1 + i) for i in range(300)]
 
     async def run() -> list:
-        return await asyncio.gather(*(submitter.submit(w) for w in wires))
+        try:
+            return await asyncio.gather(*(submitter.submit(w) for w in wires))
+        finally:
+            await submitter.aclose()
     results = asyncio.run(run())
     assert [r.code for r in results] == ["ok"] * 300 and len(mempool) == 300
     assert gossip.wires == wires and all(source is None for b in gossip.batches for _, source in b)
     assert submitter.batches < 10 and len(submitter) == 0   # batched, not one verification call per transaction
-    submitter.close()
 
 
 def test_duplicates_share_one_outcome_and_pending_ones_are_known() -> None:
@@ -191,30 +194,50 @@ def test_a_validators_transaction_is_not_relayed_to_other_validators_but_reaches
     assert sent[full_node] == [b"from rpc", b"from validator a"]
 
 
-def test_a_broken_worker_pool_is_replaced_and_the_batch_checked_on_the_loop() -> None:
-    from concurrent.futures import Future
-    from concurrent.futures.process import BrokenProcessPool
+def test_a_lost_worker_pool_is_replaced_and_the_batch_checked_on_the_loop() -> None:
+    class LostPool:
+        closed = False
 
-    class BrokenPool:
-        shut = False
+        async def verify(self, checks):
+            raise VerifyWorkersLost("verify worker 1 is gone (IncompleteReadError)")
 
-        def submit(self, fn, *args):
-            future = Future()
-            future.set_exception(BrokenProcessPool("a worker was killed"))
-            return future
-
-        def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-            self.shut = True
+        def close(self) -> None:
+            self.closed = True
     state = make_state()
-    pool = BrokenPool()
-    submitter, mempool, gossip = make_submitter(state, executor=pool, verify_workers=1)
+    pool = LostPool()
+    submitter, mempool, gossip = make_submitter(state, pool=pool, verify_workers=1)
     good = pay(state, KEYS[0], 1)
     forged = pay(state, KEYS[1], 2)[:-1] + b"\x00"
 
     async def run() -> list[str]:
         return [r.code for r in await asyncio.gather(submitter.submit(good), submitter.submit(forged))]
     assert asyncio.run(run()) == ["ok", "bad_signature"]
-    assert pool.shut and submitter._executor is None and len(mempool) == 1
+    assert pool.closed and submitter._pool is None and len(mempool) == 1
+
+
+def test_verify_pool_answers_in_order_across_workers_and_a_killed_worker_is_reported() -> None:
+    import os
+    import signal
+    key = KEYS[0]
+    messages = [b"m%d" % i for i in range(200)]
+    checks = [(key.public_key, m, key.sign(m)) for m in messages]
+    checks[7] = (key.public_key, b"other", checks[7][2])
+    checks[150] = (KEYS[1].public_key, messages[150], checks[150][2])
+
+    async def run() -> tuple[list[bool], list[bool], str]:
+        pool = VerifyPool(2, split_min=64)
+        try:
+            split, small = await pool.verify(checks), await pool.verify(checks[:10])
+            assert len(pool.pids) == 2
+            os.kill(pool.pids[0], signal.SIGKILL)
+            with pytest.raises(VerifyWorkersLost) as lost:
+                await pool.verify(checks)
+            return split, small, str(lost.value)
+        finally:
+            await pool.aclose()
+    split, small, lost = asyncio.run(run())
+    assert split == [i not in (7, 150) for i in range(200)] and small == split[:10]
+    assert "is gone" in lost
 
 
 def test_a_verify_worker_exits_when_its_node_is_killed() -> None:
@@ -225,13 +248,14 @@ def test_a_verify_worker_exits_when_its_node_is_killed() -> None:
     import time
     from pathlib import Path
     script = (
-        "import multiprocessing, os, sys, time\n"
-        "from concurrent.futures import ProcessPoolExecutor\n"
-        "from node.verify import watch_parent\n"
-        "pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'), initializer=watch_parent,"
-        " initargs=(os.getpid(),))\n"
-        "print(pool.submit(os.getpid).result(), flush=True)\n"
-        "time.sleep(60)\n")
+        "import asyncio, time\n"
+        "from node.verify import VerifyPool\n"
+        "async def main():\n"
+        "    pool = VerifyPool(1)\n"
+        "    await pool.start()\n"
+        "    print(pool.pids[0], flush=True)\n"
+        "    time.sleep(60)\n"
+        "asyncio.run(main())\n")
     root = Path(__file__).resolve().parents[2]
     node = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True)
     try:
