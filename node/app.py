@@ -76,7 +76,9 @@ def decode_certificate(wire: bytes) -> CommitCertificate:
 
 
 def encode_receipts(receipts: tuple) -> bytes:
-    return codec.encode([r.to_wire() for r in receipts])
+    """`[r.to_wire() for r in receipts]`, encoded: receipts and results are named tuples, which the codec packs
+    as the same arrays, so they are packed as they are (a tested equality)."""
+    return codec.encode(receipts)
 
 
 DEFAULT_MAX_FUTURE_BLOCK_TIME_MS = 2000  # `[consensus] max_future_block_time_ms` (node/config.py)
@@ -185,10 +187,11 @@ class ChainApp:
             signers = dict.fromkeys(tx.signer for tx in checked.txs) if checked is not None else ()
             dropped = self.mempool.update(self.state, committed, signers)
             self.publish(block, result, self.view.add_block(block, result))
-        for tx_hash in committed:
-            self.tracing.end_tx(tx_hash, "committed", height)
-        for tx_hash in dropped:
-            self.tracing.end_tx(tx_hash, "dropped", height)
+        if self.tracing.enabled:   # a loop per transaction for nothing otherwise
+            for tx_hash in committed:
+                self.tracing.end_tx(tx_hash, "committed", height)
+            for tx_hash in dropped:
+                self.tracing.end_tx(tx_hash, "dropped", height)
         done = time.perf_counter()
         self.metrics.observe_commit(height, len(block.txs), applied - started, done - started)
         self.metrics.observe_mempool(len(self.mempool), self.mempool.size_bytes)

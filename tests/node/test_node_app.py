@@ -11,14 +11,17 @@ from consensus.commit import CommitCertificate
 from consensus.messages import PRECOMMIT, Vote
 from consensus.validators import ValidatorSet
 from genesis import localnet_genesis, validate_genesis
-from node.app import AppHashMismatch, ChainApp, decode_certificate, encode_certificate
+from node.app import AppHashMismatch, ChainApp, decode_certificate, encode_certificate, encode_receipts
 from node.mempool import Mempool
 from node.storage import ChainStore, MemoryKV
 from node.sync import BlockSync, SyncProtocolError, decode_blocks_payload
 from node.telemetry import NodeMetrics
 from rpc.views import InMemoryChainView
 from stf.block import decode_block, make_block
+from stf import codec
 from stf.crypto import PrivateKey
+from stf.errors import ResultCode
+from stf.receipts import ActionResult, Receipt
 from stf.state import export_entries, initialize_state
 from stf.tx import Faucet, sign_transaction
 
@@ -85,6 +88,15 @@ def test_commit_reuses_the_check_of_the_value_it_validated(monkeypatch) -> None:
     other = app.propose_value(2, 0, None)
     app.commit(2, other, certify(other, 2, KEYS[:3]))
     assert calls == [1] and app.height == 2
+
+
+def test_receipts_are_stored_in_their_wire_form() -> None:
+    receipts = (
+        Receipt(b"\x01" * 32, (ActionResult(ResultCode.OK, 7, 3), ActionResult(ResultCode.INSUFFICIENT_BALANCE))),
+        Receipt(b"\x02" * 32, (ActionResult(ResultCode.OK, 2**64 - 1, 10**12),)),
+        Receipt(b"\x03" * 32, ()),
+    )
+    assert encode_receipts(receipts) == codec.encode([r.to_wire() for r in receipts])
 
 
 def test_proposal_time_never_goes_back() -> None:
