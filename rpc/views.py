@@ -41,6 +41,7 @@ __all__ = ["DEFAULT_WINDOW", "TxLocation", "OrderOutcome", "TradeAt", "ChainView
 
 DEFAULT_WINDOW = 1000
 HOT_BLOCKS = 8  # the newest blocks keep their results as objects: commit waiters and streams read those at once
+_INDEXED_EVENT_KINDS = (Trade.KIND, OrderDone.KIND, OrderAccepted.KIND)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,11 +184,15 @@ class InMemoryChainView:
 
     def _evict(self, block: Block, result: BlockResult | tuple) -> None:
         height = block.header.height
-        result = unpack_result(result)
-        for index, receipt in enumerate(result.receipts):
-            if self._txs.get(receipt.tx_hash) == (height, index):
-                del self._txs[receipt.tx_hash]
-        for event in result.events:
+        if type(result) is BlockResult:
+            hashes, events = [r.tx_hash for r in result.receipts], result.events
+        else:  # packed: read it as it is, rebuilding only the events the indexes hold
+            hashes = [flat[0] for flat in result[1]]
+            events = [decode_event(e) for e in result[2] if e[0] in _INDEXED_EVENT_KINDS]
+        for index, tx_hash in enumerate(hashes):
+            if self._txs.get(tx_hash) == (height, index):
+                del self._txs[tx_hash]
+        for event in events:
             if isinstance(event, Trade):
                 _drop_oldest(self._trades, event.market, height)
                 _drop_oldest(self._fills, event.taker, height)
