@@ -29,10 +29,10 @@ transactions other than by `update`'s checks and the window.
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from stf.block import compute_execution_order, validate_authority
+from stf.block import NO_NONCES, compute_execution_order, validate_authority
 from stf.constants import MAX_BLOCK_BYTES, MAX_BLOCK_TXS
 from stf.errors import InvalidTransaction, KabutoError
-from stf.nonces import compute_kept_nonces, validate_nonce
+from stf.nonces import accept_nonce, validate_nonce
 from stf.state import State
 from stf.tx import Transaction, decode_transaction, validate_signature
 
@@ -160,16 +160,15 @@ class Mempool:
             size += encoded
         accepted: dict[bytes, None] = {}
         kept_by_signer: dict[bytes, list[int]] = {}
+        params, nonces = state.params, state.nonces
         for tx in compute_execution_order(candidates):
-            kept = kept_by_signer.get(tx.signer)
-            if kept is None:
-                kept = state.nonces.get(tx.signer, [])
+            committed = nonces.get(tx.signer, NO_NONCES)
             try:
                 validate_authority(state, tx)
-                validate_nonce(state.params, time_ms, kept, tx.nonce)
+                validate_nonce(params, time_ms, kept_by_signer.get(tx.signer, committed), tx.nonce)
             except InvalidTransaction:
                 continue
-            kept_by_signer[tx.signer] = compute_kept_nonces(state.params, kept, tx.nonce)
+            accept_nonce(params, kept_by_signer, committed, tx.signer, tx.nonce)
             accepted[tx.hash] = None
         return [tx.wire for tx in candidates if tx.hash in accepted]
 

@@ -43,7 +43,7 @@ from stf.evidence import process_report_evidence
 from stf.events import REASON_EXPIRED, REASON_SCHEDULED_CANCEL, ScheduleEvent, encode_event
 from stf.governance import process_govern
 from stf.liquidation import process_liquidations
-from stf.nonces import compute_kept_nonces, validate_nonce
+from stf.nonces import accept_nonce, validate_nonce
 from stf.oracle import process_oracle_price, process_oracles
 from stf.perp import (
     process_cancel_trigger, process_collateral_transfer, process_isolated_margin, process_perps,
@@ -236,19 +236,21 @@ def validate_authority(state: State, tx: Transaction) -> None:
             raise Unauthorized(f"an agent may not sign action type {action.KIND}")
 
 
+NO_NONCES: list[int] = []  # a signer's kept nonces before its first transaction; never changed
+
+
 def validate_transactions(state: State, header: BlockHeader, txs: list[Transaction]) -> dict[bytes, list[int]]:
     """Check authority and nonces in execution order; returns the new kept-nonce lists per signer."""
     kept_by_signer: dict[bytes, list[int]] = {}
+    params, nonces, time_ms = state.params, state.nonces, header.time_ms
     for tx in txs:
+        committed = nonces.get(tx.signer, NO_NONCES)
         try:
             validate_authority(state, tx)
-            kept = kept_by_signer.get(tx.signer)
-            if kept is None:
-                kept = state.nonces.get(tx.signer, [])
-            validate_nonce(state.params, header.time_ms, kept, tx.nonce)
+            validate_nonce(params, time_ms, kept_by_signer.get(tx.signer, committed), tx.nonce)
         except InvalidTransaction as exc:
             raise InvalidBlock(f"transaction {tx.hash.hex()}: {exc.code}: {exc}") from exc
-        kept_by_signer[tx.signer] = compute_kept_nonces(state.params, kept, tx.nonce)
+        accept_nonce(params, kept_by_signer, committed, tx.signer, tx.nonce)
     return kept_by_signer
 
 

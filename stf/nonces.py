@@ -8,7 +8,7 @@
 So a bot may send many transactions concurrently and out of order, but none twice. Each rule has its own error.
 """
 
-from bisect import bisect_left
+from bisect import bisect_left, insort
 
 from stf.errors import NonceAlreadyUsed, NonceTooLow, NonceTooNew, NonceTooOld
 from stf.params import ChainParams
@@ -31,3 +31,20 @@ def compute_kept_nonces(params: ChainParams, kept: list[int], nonce: int) -> lis
     index = bisect_left(kept, nonce)
     new = kept[:index] + [nonce] + kept[index:]
     return new[len(new) - params.nonce_set_size:] if len(new) > params.nonce_set_size else new
+
+
+def accept_nonce(
+    params: ChainParams, kept_by_signer: dict[bytes, list[int]], committed: list[int], signer: bytes, nonce: int,
+) -> None:
+    """Record `nonce`, already validated, in `kept_by_signer`: a block's (or a candidate block's) new kept lists.
+
+    The signer's first transaction copies its `committed` list (never changed); later ones change that copy in
+    place, so a signer with many transactions in a block costs one copy, not one per transaction. The result
+    equals `compute_kept_nonces` applied transaction by transaction.
+    """
+    kept = kept_by_signer.get(signer)
+    if kept is None:
+        kept = kept_by_signer[signer] = committed.copy()
+    insort(kept, nonce)
+    if len(kept) > params.nonce_set_size:
+        del kept[:len(kept) - params.nonce_set_size]

@@ -5,12 +5,16 @@ window), is not among the signer's kept nonces, and, once N are kept, is greater
 A block carrying a transaction that breaks any rule is rejected whole and leaves the state untouched.
 """
 
+from dataclasses import replace
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stf.errors import (
     InvalidBlock, NonceAlreadyUsed, NonceTooLow, NonceTooNew, NonceTooOld, ResultCode, Unauthorized,
 )
-from stf.nonces import compute_kept_nonces, validate_nonce
+from stf.nonces import accept_nonce, compute_kept_nonces, validate_nonce
 from stf.params import ChainParams
 from stf.state import export_entries
 from stf.tx import ApproveAgent, PlaceOrder, RevokeAgent, Transfer
@@ -279,3 +283,22 @@ def test_taker_first_in_execution_order_makes_a_later_low_maker_nonce_too_low():
     taker = c.tx(key, PlaceOrder(BTC_USD, True, 1_000, 1, 0, None, 0, False), nonce=t - 1_000 - 28)
     # the maker runs first and evicts t-30, so the taker's t-28 is below the new smallest (t-20)
     assert_block_rejected(c, taker, maker, cause=NonceTooLow)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 60)), max_size=40),
+       st.lists(st.integers(1, 60), unique=True, max_size=5).map(sorted))
+def test_accept_nonce_equals_compute_kept_nonces_in_sequence(txs, committed):
+    params = replace(PARAMS, nonce_set_size=4)
+    frozen = list(committed)
+    expected: dict[bytes, list[int]] = {}
+    kept_by_signer: dict[bytes, list[int]] = {}
+    for signer_index, nonce in txs:
+        signer = bytes([signer_index]) * 20
+        current = expected.get(signer, committed)
+        if nonce in current:
+            continue
+        expected[signer] = compute_kept_nonces(params, current, nonce)
+        accept_nonce(params, kept_by_signer, committed, signer, nonce)
+    assert kept_by_signer == expected
+    assert committed == frozen
