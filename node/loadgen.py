@@ -32,8 +32,9 @@ Contract:
   rate/N transactions per second: at ACCOUNT_RATE its pending transactions stay far below the mempool's
   per-sender cap (1,000) and the chain's kept-nonce set (100 per signer), which a block that reorders an
   account's transactions (makers first) could otherwise overrun, even with seconds of latency.
-- Rate: open loop. Every TICK_S the sender works out how many transactions the clock says are due
-  (`compute_due`) and sends them at once as JSON-RPC batches (at most `batch_max` per body, per endpoint),
+- Rate: open loop. Every `tick_ms` (`--tick-ms`, default DEFAULT_TICK_MS) the sender works out how many
+  transactions the clock says are due (`compute_due`) and sends them at once as JSON-RPC batches (at most
+  `batch_max` per body, per endpoint),
   without waiting for earlier answers; HTTP requests share `connections` keep-alive connections per endpoint,
   WebSocket batches are pipelined on one socket per endpoint. `--rate max` keeps `connections` batches in flight
   per endpoint instead, and at most `max_pending` transactions sent and not yet committed (closed loop: as fast
@@ -99,7 +100,7 @@ DEFAULT_DRAIN_S = 10.0
 DEFAULT_CONNECTIONS = 4
 DEFAULT_MAX_PENDING = 2000
 LIMIT_BACKOFF_S = 0.05
-TICK_S = 0.01
+DEFAULT_TICK_MS = 10   # how often the open loop sends what is due; each send is one batch per endpoint
 SPREAD_TICKS = 20              # a limit order rests 1..SPREAD_TICKS ticks off the mid
 MARKET_REACH_TICKS = 40        # a market order's worst price, in ticks past the mid
 MAX_SIZE_MULTIPLE = 5          # order sizes are 1..5 times the market's minimum size
@@ -130,6 +131,7 @@ class LoadConfig:
     method: str = "sync"
     drain_s: float = DEFAULT_DRAIN_S
     batch_max: int = 100
+    tick_ms: int = DEFAULT_TICK_MS      # open loop: how often what is due is sent
     connections: int = DEFAULT_CONNECTIONS
     setup_timeout_s: float = 30.0
     max_pending: int = DEFAULT_MAX_PENDING   # flat out: at most this many sent and not yet committed
@@ -236,6 +238,8 @@ def validate_config(config: LoadConfig) -> None:
         raise LoadgenError(f"--method: must be sync or async, got {config.method!r}")
     if not 1 <= config.batch_max <= 10_000 or not 1 <= config.connections <= 1000:
         raise LoadgenError("--batch and --connections: must be 1 to 10000 and 1 to 1000")
+    if not 1 <= config.tick_ms <= 1000:
+        raise LoadgenError(f"--tick-ms: must be 1 to 1000, got {config.tick_ms}")
     if not 1 <= config.max_pending <= 10_000_000:
         raise LoadgenError(f"--max-pending: must be 1 to 10000000, got {config.max_pending}")
     if not config.markets:
@@ -259,6 +263,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[list[str], LoadConfig
     parser.add_argument("--method", default="sync", help="sync (broadcast_tx_sync) or async")
     parser.add_argument("--drain", type=float, default=DEFAULT_DRAIN_S, help="seconds to wait for commits after")
     parser.add_argument("--batch", type=int, default=100, help="transactions per JSON-RPC batch at most")
+    parser.add_argument("--tick-ms", type=int, default=DEFAULT_TICK_MS,
+                        help=f"open loop: send what is due every this many ms (default {DEFAULT_TICK_MS})")
     parser.add_argument("--connections", type=int, default=DEFAULT_CONNECTIONS, help="per endpoint")
     parser.add_argument("--max-pending", type=int, default=DEFAULT_MAX_PENDING,
                         help="with --rate max: at most this many sent and not yet committed")
@@ -271,7 +277,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[list[str], LoadConfig
         rate=parse_rate(args.rate), duration_s=args.duration, accounts=args.accounts, seed=args.seed,
         mix=parse_mix(args.mix), markets=tuple(m.strip() for m in args.markets.split(",") if m.strip()),
         transport=args.transport, method=args.method, drain_s=args.drain, batch_max=args.batch,
-        connections=args.connections, max_pending=args.max_pending)
+        tick_ms=args.tick_ms, connections=args.connections, max_pending=args.max_pending)
     validate_config(config)
     return urls, config, args.json
 
@@ -318,6 +324,7 @@ def summarize(config: LoadConfig, start: float, commits: Sequence[tuple[float, f
 
     return {
         "target_rate": config.rate, "duration_s": config.duration_s, "transport": config.transport,
+        "tick_ms": config.tick_ms if config.rate is not None else None,
         "method": METHODS[config.method], "accounts": config.accounts, "mix": dict(config.mix),
         "submitted": counts["submitted"], "admitted": counts["admitted"],
         "rejected": dict(sorted(counts["rejected"].items())), "committed": len(commits),
@@ -748,7 +755,7 @@ class Sender:
                     for endpoint, batch in self.split(prepared[position:position + due], endpoints):
                         group.create_task(self.send(endpoint, batch))
                     position += due
-                await asyncio.sleep(TICK_S)
+                await asyncio.sleep(self.config.tick_ms / 1000)
 
     async def run_flat_out(self, flow: OrderFlow, prepared: list[Prepared], endpoints: int) -> None:
         """`connections` batches in flight per endpoint until `config.duration_s` has passed."""

@@ -5,6 +5,7 @@ import asyncio
 import json
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -72,6 +73,7 @@ def test_invalid_rate(text: str) -> None:
     ({"duration_s": 0}, "--duration"), ({"accounts": 0}, "--accounts"), ({"drain_s": -1}, "--drain"),
     ({"transport": "udp"}, "--transport"), ({"method": "commit"}, "--method"), ({"batch_max": 0}, "--batch"),
     ({"max_pending": 0}, "--max-pending"), ({"markets": ()}, "--markets"), ({"mix": (("place", 0),)}, "--mix"),
+    ({"tick_ms": 0}, "--tick-ms"), ({"tick_ms": 1001}, "--tick-ms"),
 ])
 def test_invalid_config(change: dict, flag: str) -> None:
     with pytest.raises(LoadgenError, match=flag):
@@ -86,11 +88,11 @@ def test_parse_args_reads_every_flag() -> None:
     urls, config, as_json = parse_args([
         "--rpc", "127.0.0.1:1,http://h:2/", "--rate", "max", "--duration", "3", "--accounts", "8", "--seed", "9",
         "--mix", "place=1,market=1", "--markets", "0,ETH-USD", "--transport", "ws", "--method", "async",
-        "--drain", "2", "--batch", "10", "--connections", "2", "--max-pending", "50", "--json"])
+        "--drain", "2", "--batch", "10", "--tick-ms", "40", "--connections", "2", "--max-pending", "50", "--json"])
     assert urls == ["http://127.0.0.1:1", "http://h:2"]
     assert config == LoadConfig(rate=None, duration_s=3, accounts=8, seed=9, mix=(("place", 1), ("market", 1)),
                                 markets=("0", "ETH-USD"), transport="ws", method="async", drain_s=2, batch_max=10,
-                                connections=2, max_pending=50)
+                                tick_ms=40, connections=2, max_pending=50)
     assert as_json
 
 
@@ -189,6 +191,8 @@ def test_summarize_math_and_keys() -> None:
     assert summary["blocks"] == 2 and summary["txs_per_block_mean"] == 2.0
     assert summary["block_interval_ms_mean"] == 200.0
     assert summary["loadgen_cpu_s"] == 0.1
+    assert summary["tick_ms"] == 10
+    assert summarize(replace(config, rate=None), start, commits, [], counts)["tick_ms"] is None
 
 
 # --- the order flow -----------------------------------------------------------------------------------------------
