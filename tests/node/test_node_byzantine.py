@@ -54,6 +54,8 @@ def test_node_double_signer_is_recorded_as_evidence_and_the_chain_goes_on(net4: 
     offence = recorded()[-1]
     assert offence["validator"] == offender.hex() and offence["vote_type"] == 2
     assert offence["vote_type_name"] == "prevote" and int(offence["recorded_height"]) >= int(offence["height"])
+    # node 1 may be a block behind node 0: wait until it has committed the evidence too
+    assert wait_for(lambda: call_rpc(net4.rpc_port(1), "evidence")["evidence"] != [], 10), net4.log(1)
     everything = call_rpc(net4.rpc_port(1), "evidence")["evidence"]
     assert everything and {e["validator"] for e in everything} == {offender.hex()}  # honest ones never named
 
