@@ -29,10 +29,10 @@ transactions other than by `update`'s checks and the window.
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from stf.block import NO_NONCES, compute_execution_order, validate_authority
+from stf.block import compute_execution_order, validate_authority
 from stf.constants import MAX_BLOCK_BYTES, MAX_BLOCK_TXS
 from stf.errors import InvalidTransaction, KabutoError
-from stf.nonces import accept_nonce, validate_nonce
+from stf.nonces import NO_NONCES, accept_nonce, validate_nonce
 from stf.state import State
 from stf.tx import Transaction, decode_transaction, validate_signature
 

@@ -43,7 +43,7 @@ from stf.evidence import process_report_evidence
 from stf.events import REASON_EXPIRED, REASON_SCHEDULED_CANCEL, ScheduleEvent, encode_event
 from stf.governance import process_govern
 from stf.liquidation import process_liquidations
-from stf.nonces import accept_nonce, validate_nonce
+from stf.nonces import NO_NONCES, accept_nonce, validate_nonce
 from stf.oracle import process_oracle_price, process_oracles
 from stf.perp import (
     process_cancel_trigger, process_collateral_transfer, process_isolated_margin, process_perps,
@@ -234,9 +234,6 @@ def validate_authority(state: State, tx: Transaction) -> None:
     for action in tx.actions:
         if action.KIND not in AGENT_ACTION_KINDS:
             raise Unauthorized(f"an agent may not sign action type {action.KIND}")
-
-
-NO_NONCES: list[int] = []  # a signer's kept nonces before its first transaction; never changed
 
 
 def validate_transactions(state: State, header: BlockHeader, txs: list[Transaction]) -> dict[bytes, list[int]]:

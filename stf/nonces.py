@@ -13,6 +13,8 @@ from bisect import bisect_left, insort
 from stf.errors import NonceAlreadyUsed, NonceTooLow, NonceTooNew, NonceTooOld
 from stf.params import ChainParams
 
+NO_NONCES: list[int] = []  # a signer's kept nonces before its first transaction; never changed
+
 
 def validate_nonce(params: ChainParams, time_ms: int, kept: list[int], nonce: int) -> None:
     if nonce <= time_ms - params.nonce_window_past_ms:
