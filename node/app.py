@@ -9,8 +9,9 @@
 - `validate_value(height, value)`: the bytes decode to a block of `height` whose time is at most
   `max_future_block_time_ms` ahead of this node's clock, on top of the committed state, and
   `stf.block.validate_block` accepts it (chain id, height, previous hash, app hash, txs root, signatures,
-  authority, nonces). Transactions already verified by the mempool are not verified again. A refusal is logged
-  with its reason.
+  authority, nonces). Transactions already verified by the mempool are not verified again; the driver first puts
+  those the mempool lacks (`list_unadmitted`) through admission, so their signatures too are checked in the
+  verify workers (node/driver.py). A refusal is logged with its reason.
 - `commit(height, value, certificate)`: `apply_block` (reusing what `validate_value` found for the same bytes on
   the same state: the block is not decoded or checked twice), then `ChainStore.save_block` (one atomic batch: block,
   certificate, receipts, tx index, changed entries, app hash), then `Mempool.update`, the RPC view and
@@ -141,6 +142,18 @@ class ChainApp:
         except KabutoError:
             return 0
         return max(0, time_ms - self.max_future_block_time_ms - self.clock_ms())
+
+    def list_unadmitted(self, height: int, value: bytes) -> list[bytes]:
+        """The transactions of a block proposed at `height` that are not in the mempool, in block order; [] when
+        the bytes are not a block of that height on this node's last block (`validate_value` refuses those)."""
+        try:
+            block = self._decode_proposal(value)
+        except KabutoError:
+            return []
+        if block.header.height != height or block.header.prev_hash != self.state.last_block_hash:
+            return []
+        verified = self.mempool.verified()
+        return [wire for wire in block.txs if wire not in verified]
 
     def _decode_proposal(self, value: bytes) -> Block:
         """`decode_block`, kept for the last proposal: the driver asks for its time, then for its verdict."""

@@ -19,6 +19,13 @@ Contract:
   `MAX_RECHECK_MS` (then judged again, and deferred again if still early), unless the height moved on; the timer
   holds the value's hash only (the engine keeps the value). Meanwhile the engine, waiting for the verdict,
   prevotes nil when its propose timeout fires.
+- Another: a proposal carrying transactions this node has not admitted yet (`ChainApp.list_unadmitted`: not in
+  its mempool; typically still in its admission queue, gossiped moments before the proposal) gets no verdict until
+  `expedite` (the submitter's `NodeSubmitter.expedite`) has put them through admission ahead of the queue. The
+  request is then queued again as an own input and answered at once, whatever admission made of them: what was
+  admitted is judged from the mempool, anything else is decoded and checked on the loop as before. So the
+  signatures of a proposal are checked in the verify workers and once per node, not on the loop and then again
+  when the same transactions reach the front of the queue. A proposal goes through this once per height.
 - After a commit, `Committed` is fed when the next height should start: at once while block sync says the node
   is behind; with pending transactions, `min_block_interval_ms` (`[consensus] min_block_interval_ms`) after the
   previous height started (at once if that has passed), so a busy chain makes fewer, fuller blocks instead of
@@ -55,7 +62,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,9 +99,13 @@ def make_clock(skew_ms: int = 0) -> Callable[[], int]:
     return lambda: time.time_ns() // 1_000_000 + skew_ms
 
 
+Expedite = Callable[[list[bytes], bytes | None], Awaitable[None]]   # (wires, source peer): admitted ahead of the queue
+
+
 @dataclass(frozen=True, slots=True)
 class RecheckValidity:
-    """An own input: ask again for the verdict on a proposal that was too far in the future when it came."""
+    """An own input: ask again for the verdict on a proposal that was too far in the future when it came, or
+    whose transactions have been through admission since."""
     height: int
     value_hash: bytes
 
@@ -109,6 +120,7 @@ class ConsensusDriver:
         on_future_height: Callable[[bytes, int], None] = lambda peer, height: None,
         clock_ms: Callable[[], int] = now_ms, double_sign: bool = False,
         on_evidence: Callable[[DuplicateVoteEvidence], None] = lambda evidence: None,
+        expedite: Expedite | None = None,
     ) -> None:
         self.engine = engine
         self.app = app
@@ -126,6 +138,9 @@ class ConsensusDriver:
         self.clock_ms = clock_ms
         self.double_sign = double_sign
         self.on_evidence = on_evidence
+        self.expedite = expedite
+        self._expedited: set[tuple[int, bytes]] = set()   # (height, value hash) of proposals sent to `expedite`
+        self._expediting: set[asyncio.Task[None]] = set()
         self._initial = list(initial_actions)
         self._queue: asyncio.Queue[tuple[bytes | None, Event | RecheckValidity]] = asyncio.Queue()
         self._peer_pending = 0
@@ -183,10 +198,12 @@ class ConsensusDriver:
         finally:
             for timer in self._timers:
                 timer.cancel()
+            for task in list(self._expediting):
+                task.cancel()
 
     def _step(self, step: Callable[[Engine], list[Action]], sender: bytes | None) -> None:
         try:
-            driven = self._drive(step)
+            driven = self._drive(step, sender)
         except FutureHeight:
             if sender is not None:
                 self.on_future_height(sender, self.engine.height)
@@ -200,15 +217,17 @@ class ConsensusDriver:
             self._after_commit(committed)
         self._update_position()
 
-    def _drive(self, step: Callable[[Engine], list[Action]]) -> Driven:
-        """`consensus.app.drive`, except that a proposal too far in the future gets no verdict yet (see the module
-        contract): run `step`, answer the application's actions, apply commits; return the rest."""
+    def _drive(self, step: Callable[[Engine], list[Action]], sender: bytes | None = None) -> Driven:
+        """`consensus.app.drive`, except that a proposal too far in the future, or carrying transactions not
+        admitted yet, gets no verdict yet (see the module contract): run `step`, answer the application's actions,
+        apply commits; return the rest."""
         now = self.clock_ms()
         pending = [step]
         driven = Driven()
         while pending:
             for action in pending.pop(0)(self.engine):
-                if isinstance(action, ValidateValue) and self._defer_validation(action):
+                if isinstance(action, ValidateValue) and (
+                        self._defer_validation(action) or self._admit_first(action, sender)):
                     continue
                 answer = answer_application(self.app, action)
                 if isinstance(answer, Committed):
@@ -231,6 +250,30 @@ class ConsensusDriver:
         self._timers.append(self._loop.call_later(
             min(wait_ms, MAX_RECHECK_MS) / 1000, self._queue.put_nowait, (None, recheck)))
         return True
+
+    def _admit_first(self, action: ValidateValue, sender: bytes | None) -> bool:
+        """True (and admission started, the verdict asked again once it is done) when the proposal carries
+        transactions this node has not admitted yet; once per proposal and height."""
+        key = (action.height, action.value_hash)
+        if self.expedite is None or key in self._expedited:
+            return False
+        wires = self.app.list_unadmitted(action.height, action.value)
+        if not wires:
+            return False
+        if self._expedited and min(self._expedited)[0] < action.height:
+            self._expedited = {k for k in self._expedited if k[0] >= action.height}
+        self._expedited.add(key)
+        task = self._loop.create_task(self._expedite_then_recheck(key, wires, sender), name="expedite")
+        self._expediting.add(task)
+        task.add_done_callback(self._expediting.discard)
+        return True
+
+    async def _expedite_then_recheck(self, key: tuple[int, bytes], wires: list[bytes], sender: bytes | None) -> None:
+        try:
+            await self.expedite(wires, sender)
+        except Exception:   # the verdict must still come: the transactions are then checked on the loop
+            log.exception("admitting a proposal's transactions failed")
+        self._queue.put_nowait((None, RecheckValidity(*key)))
 
     def _pending_validation(self, recheck: RecheckValidity) -> list[Action]:
         """The validity request again, if the engine still waits for that verdict (same height, none yet)."""

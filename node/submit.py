@@ -18,6 +18,13 @@ or from the node itself (the oracle feeder calls `submit`), goes through one que
    one `MSG_TX_BATCH` message per peer holding the transactions that peer did not send us (and, between
    validators, only those that did not come from another validator: `make_tx_gossip`).
 
+Ahead of the queue: `await expedite(wires, source)` admits the transactions of a proposal that this node has not
+admitted yet (node/driver.py asks before judging the proposal). Those still waiting in the queue leave it and go
+into one batch of their own at once, with any the node has not seen at all; for those a batch already took, it
+waits for that batch. It returns once each has an outcome, so the proposal is judged with their signatures
+already checked, in the workers and once, instead of on the loop and then again when their turn in the queue
+comes.
+
 So a signature is verified once per node per transaction, off the event loop, and a busy node spends its loop on
 ordering blocks rather than on cryptography. `admit(wire)` is the same admission done inline (signature on the
 caller's thread), for tools and tests.
@@ -100,13 +107,14 @@ def make_tx_gossip(peers: Callable[[], Mapping[bytes, Any]], max_frame_bytes: in
 
 
 class _Queued:
-    __slots__ = ("wire", "tx_hash", "source", "waiters")
+    __slots__ = ("wire", "tx_hash", "source", "waiters", "taken")
 
     def __init__(self, wire: bytes, tx_hash: bytes, source: bytes | None) -> None:
         self.wire = wire
         self.tx_hash = tx_hash
         self.source = source
         self.waiters: list[asyncio.Future[SubmitResult]] = []
+        self.taken = False   # a batch has it (the queue's worker, or `expedite` ahead of the queue)
 
 
 class NodeSubmitter:
@@ -162,6 +170,31 @@ class NodeSubmitter:
             return
         self._enqueue(wire, tx_hash, source)
 
+    async def expedite(self, wires: list[bytes], source: bytes | None = None) -> None:
+        """Admit `wires` ahead of the queue (a proposal carries them); returns once each has an outcome. `source`
+        is the peer the proposal came from, for gossip (module docstring)."""
+        batch: list[_Queued] = []
+        waits: list[asyncio.Future[SubmitResult]] = []
+        for wire in wires:
+            if type(wire) is not bytes:
+                continue
+            tx_hash = hashlib.sha256(wire).digest()
+            if tx_hash in self.mempool:
+                continue
+            queued = self._queued.get(tx_hash)
+            if queued is None:
+                queued = self._queued[tx_hash] = _Queued(wire, tx_hash, source)
+            elif queued.taken:
+                waits.append(asyncio.get_running_loop().create_future())
+                queued.waiters.append(waits[-1])
+                continue
+            queued.taken = True   # the queue's worker skips it
+            batch.append(queued)
+        if batch:
+            await self._admit_guarded(batch)
+        if waits:
+            await asyncio.wait(waits)
+
     def admit(self, wire: bytes) -> SubmitResult:
         """Inline admission (signature checked on this thread), without gossip."""
         tx_hash, refused = self._check_early(wire)
@@ -195,15 +228,24 @@ class NodeSubmitter:
     async def _run(self) -> None:
         try:
             while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-                try:
-                    await self._admit_batch(batch)
-                except Exception as exc:   # never leave a caller waiting: fail the batch, keep the node
-                    log.exception("admission batch failed")
-                    for queued in batch:
-                        self._finish(queued, SubmitResult(queued.tx_hash, "internal", f"admission failed: {exc}"))
+                batch = []
+                while self._queue and len(batch) < self.max_batch:
+                    queued = self._queue.popleft()
+                    if not queued.taken:
+                        queued.taken = True
+                        batch.append(queued)
+                if batch:
+                    await self._admit_guarded(batch)
         finally:
             self._worker = None
+
+    async def _admit_guarded(self, batch: list[_Queued]) -> None:
+        try:
+            await self._admit_batch(batch)
+        except Exception as exc:   # never leave a caller waiting: fail the batch, keep the node
+            log.exception("admission batch failed")
+            for queued in batch:
+                self._finish(queued, SubmitResult(queued.tx_hash, "internal", f"admission failed: {exc}"))
 
     async def _admit_batch(self, batch: list[_Queued]) -> None:
         decoded: list[tuple[_Queued, Transaction]] = []

@@ -243,6 +243,7 @@ def build_node(
     submitter = NodeSubmitter(mempool, lambda: app.state, make_tx_gossip(
         lambda: switch.peers, config.p2p.max_frame_bytes, switch.gossip.is_validator), metrics, tracing,
         verify_workers=config.mempool.verify_workers)
+    driver.expedite = submitter.expedite
     holder.update(submitter=submitter, driver=driver, sync=sync, switch=switch)
     metrics.chain_height.set(state.height)
     oracle = make_oracle_feeder(config, home.genesis, home.validator_key, submitter.submit, lambda: app.state,

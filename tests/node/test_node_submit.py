@@ -128,6 +128,60 @@ def test_a_full_queue_refuses_submissions_and_drops_peers_transactions() -> None
     submitter.close()
 
 
+def test_expedite_admits_a_proposals_transactions_ahead_of_the_queue_and_each_once() -> None:
+    state = make_state()
+    submitter, mempool, gossip = make_submitter(state, max_batch=10)
+    queued = [pay(state, KEYS[1], 1 + i) for i in range(30)]
+    unseen, pending = pay(state, KEYS[2], 1), pay(state, KEYS[3], 1)
+    mempool.admit(pending, state)
+
+    async def run() -> tuple[int, int]:
+        for wire in queued:
+            submitter.receive(wire, PEER_A)
+        await submitter.expedite([queued[25], pending, unseen, queued[29], 7], PEER_B)   # 7: not bytes, ignored
+        at_return = len(mempool)   # the queue's worker has not run a batch yet: only what expedite took
+        while len(submitter):
+            await asyncio.sleep(0.01)
+        return at_return, submitter.batches
+    at_return, batches = asyncio.run(run())
+    assert at_return == 4 and len(mempool) == 32     # the three it lacked (and the one already pending)
+    relayed = [wire for wire, _ in gossip.batches[0]]
+    assert relayed == [queued[25], unseen, queued[29]] and dict(gossip.batches[0])[unseen] == PEER_B
+    assert sorted(gossip.wires) == sorted(queued + [unseen])   # each admitted and relayed once: no second copy
+    assert dict(gossip.batches[0])[queued[25]] == PEER_A and batches == 1 + 3   # 28 left: batches of 10, 10, 8
+    submitter.close()
+
+
+def test_expedite_waits_for_a_batch_already_under_way_instead_of_checking_again() -> None:
+    class GatedPool:
+        def __init__(self) -> None:
+            self.gate, self.checked = asyncio.Event(), []
+
+        async def verify(self, checks):
+            self.checked.append(len(checks))
+            await self.gate.wait()
+            return [True] * len(checks)
+
+        def close(self) -> None:
+            pass
+    state = make_state()
+    wire = pay(state, KEYS[0], 1)
+
+    async def run() -> tuple:
+        pool = GatedPool()
+        submitter, mempool, _ = make_submitter(state, pool=pool, verify_workers=1)
+        submitter.receive(wire, PEER_A)
+        while not pool.checked:               # the queue's worker took it and is checking its signature
+            await asyncio.sleep(0.001)
+        expediting = asyncio.ensure_future(submitter.expedite([wire], PEER_B))
+        await asyncio.sleep(0.02)
+        waiting = not expediting.done()
+        pool.gate.set()
+        await asyncio.wait_for(expediting, 5)
+        return waiting, pool.checked, wire in mempool.verified()
+    assert asyncio.run(run()) == (True, [1], True)
+
+
 class FakePeer:
     def __init__(self) -> None:
         self.sent: list[tuple[int, list[bytes]]] = []
