@@ -70,7 +70,7 @@ LOCALNET_HOST = "127.0.0.1"
 # The nodes share one clock, so a block time more than 1 s ahead of it can only come from a skewed node.
 LOCALNET_CONSENSUS = ConsensusSection(
     timeout_propose_ms=400, timeout_prevote_ms=150, timeout_precommit_ms=150, timeout_delta_ms=100,
-    create_empty_blocks_interval_ms=150, min_block_interval_ms=100, max_future_block_time_ms=1000)
+    create_empty_blocks_interval_ms=150, min_block_interval_ms=150, max_future_block_time_ms=1000)
 # Every localnet validator feeds fixed prices (genesis.presets.perp_markets units): $100,000 per BTC, $4,000 per ETH.
 LOCALNET_ORACLE = OracleSection(
     source="static", interval_ms=1000, prices=(("BTC-PERP", 10_000_000), ("ETH-PERP", 4_000_000)))
