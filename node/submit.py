@@ -135,6 +135,7 @@ class NodeSubmitter:
         self._queue: deque[_Queued] = deque()
         self._queued: dict[bytes, _Queued] = {}
         self._worker: asyncio.Task[None] | None = None
+        self._closed = False          # close() or aclose() called: no verify workers are started again
         self.batches = 0              # verified batches, for tests and metrics
         self.dropped_from_peers = 0   # peers' transactions not queued because the queue was full
 
@@ -279,16 +280,19 @@ class NodeSubmitter:
     async def _verify(self, checks: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
         if not checks:
             return []
-        if self.verify_workers == 0:
+        if self.verify_workers == 0 or self._closed:   # closed: the node is stopping, start no workers
             return verify_signatures(checks)
         if self._pool is None:
             self._pool = VerifyPool(self.verify_workers, PARALLEL_VERIFY_MIN)
+        pool = self._pool
         try:
-            return await self._pool.verify(checks)
+            return await pool.verify(checks)
         except VerifyWorkersLost as exc:
-            log.warning("%s; starting new signature workers, this batch checked here", exc)
-            self._pool.close()
-            self._pool = None
+            if not self._closed:
+                log.warning("%s; starting new signature workers, this batch checked here", exc)
+            pool.close()
+            if self._pool is pool:
+                self._pool = None
             return verify_signatures(checks)
 
     def _finish(self, queued: _Queued, result: SubmitResult) -> None:
@@ -313,13 +317,16 @@ class NodeSubmitter:
         self.metrics.observe_mempool(len(self.mempool), self.mempool.size_bytes)
 
     def close(self) -> None:
-        """Kill the verify workers at once (the loop reaps them if it runs on; the node calls `aclose`)."""
+        """Kill the verify workers at once (the loop reaps them if it runs on; the node calls `aclose`). No new
+        ones start after: a batch still under way is checked on the loop."""
+        self._closed = True
         if self._pool is not None:
             self._pool.close()
             self._pool = None
 
     async def aclose(self) -> None:
         """`close`, waiting until the workers are reaped: call it before the event loop ends."""
+        self._closed = True
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.aclose()

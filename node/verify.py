@@ -11,6 +11,10 @@ one byte per check (1 valid, 0 not) coming back, in order. (A `concurrent.future
 same through a manager thread and a queue feeder thread; those two threads took the interpreter lock from the
 event loop for every batch, about a tenth of a loaded validator's loop.)
 
+A request cancelled mid-way (the node stopping) may leave half a request or an unread answer in a pipe, and the
+next request would read the wrong answer: the pool then kills its workers, and the next `verify` starts new
+ones. A request whose workers were killed meanwhile raises VerifyWorkersLost.
+
 A worker outlives nothing: the node kills its workers when it closes the pool, and a worker whose node died
 (`kill -9` included) exits when its stdin ends (nothing else holds the pipe: subprocesses close inherited
 descriptors). It ignores SIGINT, so a Ctrl-C in the terminal stops the node, which then closes its workers.
@@ -86,17 +90,18 @@ class VerifyPool:
         if not checks:
             return []
         await self.start()
-        parts = 1 if len(checks) < self.split_min else len(self._procs)
+        procs, locks = self._procs, self._locks   # this request's workers, even if the pool is closed meanwhile
+        parts = 1 if len(checks) < self.split_min else len(procs)
         step = -(-len(checks) // parts)
-        answers = await asyncio.gather(*(self._ask(i, checks[start:start + step])
+        answers = await asyncio.gather(*(self._ask(procs[i], locks[i], checks[start:start + step])
                                          for i, start in enumerate(range(0, len(checks), step))))
         return [ok for answer in answers for ok in answer]
 
-    async def _ask(self, index: int, checks: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
-        proc = self._procs[index]
+    async def _ask(self, proc: asyncio.subprocess.Process, lock: asyncio.Lock,
+                   checks: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
         assert proc.stdin is not None and proc.stdout is not None
         payload = msgpack.packb(checks, use_bin_type=True)
-        async with self._locks[index]:
+        async with lock:
             try:
                 proc.stdin.write(len(payload).to_bytes(LENGTH_BYTES, "big") + payload)
                 await proc.stdin.drain()
@@ -104,6 +109,11 @@ class VerifyPool:
                 answer = await proc.stdout.readexactly(length)
             except (asyncio.IncompleteReadError, ConnectionError) as exc:
                 raise VerifyWorkersLost(f"verify worker {proc.pid} is gone ({type(exc).__name__})") from None
+            except asyncio.CancelledError:
+                # The request may be half sent or its answer unread: the next one on this pipe would read the
+                # wrong answer. Kill the workers; the next `verify` starts new ones.
+                self.close()
+                raise
         if len(answer) != len(checks):
             raise VerifyWorkersLost(f"verify worker {proc.pid} answered {len(answer)} checks of {len(checks)}")
         return [byte == 1 for byte in answer]

@@ -294,6 +294,58 @@ def test_verify_pool_answers_in_order_across_workers_and_a_killed_worker_is_repo
     assert "is gone" in lost
 
 
+def test_a_cancelled_verify_request_kills_the_workers_so_no_answer_is_read_by_the_next() -> None:
+    key = KEYS[0]
+    big = [(key.public_key, b"m%d" % i, key.sign(b"m%d" % i)) for i in range(2_000)]
+    small = [big[0], (key.public_key, b"other", big[0][2])]
+
+    async def run() -> tuple[list[bool], bool]:
+        pool = VerifyPool(1)
+        try:
+            await pool.start()
+            first = pool.pids
+            request = asyncio.ensure_future(pool.verify(big))
+            await asyncio.sleep(0.01)      # sent, its answer not read yet
+            request.cancel()
+            await asyncio.gather(request, return_exceptions=True)
+            answer = await pool.verify(small)
+            return answer, pool.pids != first
+        finally:
+            await pool.aclose()
+    assert asyncio.run(run()) == ([True, False], True)   # new workers, the right answer
+
+
+def test_a_closed_submitter_starts_no_verify_workers_and_a_batch_under_way_is_checked_on_the_loop() -> None:
+    class LosingPool:
+        """Loses its workers (as `aclose` kills them) once the test opens the gate."""
+
+        def __init__(self) -> None:
+            self.gate, self.asked, self.closed = asyncio.Event(), 0, False
+
+        async def verify(self, checks):
+            self.asked += 1
+            await self.gate.wait()
+            raise VerifyWorkersLost("verify worker 1 is gone (IncompleteReadError)")
+
+        def close(self) -> None:
+            self.closed = True
+    state = make_state()
+    good, later = pay(state, KEYS[0], 1), pay(state, KEYS[0], 2)
+
+    async def run() -> tuple:
+        pool = LosingPool()
+        submitter, mempool, _ = make_submitter(state, pool=pool, verify_workers=1)
+        submitting = asyncio.ensure_future(submitter.submit(good))
+        while not pool.asked:
+            await asyncio.sleep(0.001)
+        submitter.close()                  # the node stops while the batch is in the worker
+        pool.gate.set()
+        first = await submitting
+        second = await submitter.submit(later)
+        return first.code, second.code, pool.closed, submitter._pool, pool.asked
+    assert asyncio.run(run()) == ("ok", "ok", True, None, 1)
+
+
 def test_a_verify_worker_exits_when_its_node_is_killed() -> None:
     import os
     import signal
