@@ -247,6 +247,10 @@ class NodeSubmitter:
             log.exception("admission batch failed")
             for queued in batch:
                 self._finish(queued, SubmitResult(queued.tx_hash, "internal", f"admission failed: {exc}"))
+        except asyncio.CancelledError:   # the node is stopping (the driver cancels its expedite tasks)
+            for queued in batch:
+                self._finish(queued, SubmitResult(queued.tx_hash, "internal", "admission cancelled: node stopping"))
+            raise
 
     async def _admit_batch(self, batch: list[_Queued]) -> None:
         decoded: list[tuple[_Queued, Transaction]] = []

@@ -294,6 +294,35 @@ def test_verify_pool_answers_in_order_across_workers_and_a_killed_worker_is_repo
     assert "is gone" in lost
 
 
+def test_a_cancelled_expedite_answers_the_callers_waiting_on_its_batch() -> None:
+    class GatedPool:
+        def __init__(self) -> None:
+            self.gate, self.asked = asyncio.Event(), 0
+
+        async def verify(self, checks):
+            self.asked += 1
+            await self.gate.wait()
+            return [True] * len(checks)
+
+        def close(self) -> None:
+            pass
+    state = make_state()
+    wire = pay(state, KEYS[0], 1)
+
+    async def run() -> tuple:
+        pool = GatedPool()
+        submitter, mempool, _ = make_submitter(state, pool=pool, verify_workers=1)
+        expediting = asyncio.ensure_future(submitter.expedite([wire], PEER_A))
+        while not pool.asked:
+            await asyncio.sleep(0.001)
+        waiting = asyncio.ensure_future(submitter.submit(wire))   # shares the batch's outcome
+        await asyncio.sleep(0.01)
+        expediting.cancel()
+        result = await asyncio.wait_for(waiting, 5)
+        return result.code, len(submitter), wire in mempool.verified()
+    assert asyncio.run(run()) == ("internal", 0, False)
+
+
 def test_a_cancelled_verify_request_kills_the_workers_so_no_answer_is_read_by_the_next() -> None:
     key = KEYS[0]
     big = [(key.public_key, b"m%d" % i, key.sign(b"m%d" % i)) for i in range(2_000)]
