@@ -152,18 +152,25 @@ def test_expedite_admits_a_proposals_transactions_ahead_of_the_queue_and_each_on
     submitter.close()
 
 
+class GatedPool:
+    """A stand-in VerifyPool: records each request's size, holds it until `gate` is set, then answers every check
+    valid, or (with `lose`) raises VerifyWorkersLost as when `aclose` killed the workers meanwhile."""
+
+    def __init__(self, lose: bool = False) -> None:
+        self.gate, self.checked, self.lose, self.closed = asyncio.Event(), [], lose, False
+
+    async def verify(self, checks):
+        self.checked.append(len(checks))
+        await self.gate.wait()
+        if self.lose:
+            raise VerifyWorkersLost("verify worker 1 is gone (IncompleteReadError)")
+        return [True] * len(checks)
+
+    def close(self) -> None:
+        self.closed = True
+
+
 def test_expedite_waits_for_a_batch_already_under_way_instead_of_checking_again() -> None:
-    class GatedPool:
-        def __init__(self) -> None:
-            self.gate, self.checked = asyncio.Event(), []
-
-        async def verify(self, checks):
-            self.checked.append(len(checks))
-            await self.gate.wait()
-            return [True] * len(checks)
-
-        def close(self) -> None:
-            pass
     state = make_state()
     wire = pay(state, KEYS[0], 1)
 
@@ -295,17 +302,6 @@ def test_verify_pool_answers_in_order_across_workers_and_a_killed_worker_is_repo
 
 
 def test_a_cancelled_expedite_answers_the_callers_waiting_on_its_batch() -> None:
-    class GatedPool:
-        def __init__(self) -> None:
-            self.gate, self.asked = asyncio.Event(), 0
-
-        async def verify(self, checks):
-            self.asked += 1
-            await self.gate.wait()
-            return [True] * len(checks)
-
-        def close(self) -> None:
-            pass
     state = make_state()
     wire = pay(state, KEYS[0], 1)
 
@@ -313,7 +309,7 @@ def test_a_cancelled_expedite_answers_the_callers_waiting_on_its_batch() -> None
         pool = GatedPool()
         submitter, mempool, _ = make_submitter(state, pool=pool, verify_workers=1)
         expediting = asyncio.ensure_future(submitter.expedite([wire], PEER_A))
-        while not pool.asked:
+        while not pool.checked:
             await asyncio.sleep(0.001)
         waiting = asyncio.ensure_future(submitter.submit(wire))   # shares the batch's outcome
         await asyncio.sleep(0.01)
@@ -345,33 +341,20 @@ def test_a_cancelled_verify_request_kills_the_workers_so_no_answer_is_read_by_th
 
 
 def test_a_closed_submitter_starts_no_verify_workers_and_a_batch_under_way_is_checked_on_the_loop() -> None:
-    class LosingPool:
-        """Loses its workers (as `aclose` kills them) once the test opens the gate."""
-
-        def __init__(self) -> None:
-            self.gate, self.asked, self.closed = asyncio.Event(), 0, False
-
-        async def verify(self, checks):
-            self.asked += 1
-            await self.gate.wait()
-            raise VerifyWorkersLost("verify worker 1 is gone (IncompleteReadError)")
-
-        def close(self) -> None:
-            self.closed = True
     state = make_state()
     good, later = pay(state, KEYS[0], 1), pay(state, KEYS[0], 2)
 
     async def run() -> tuple:
-        pool = LosingPool()
+        pool = GatedPool(lose=True)
         submitter, mempool, _ = make_submitter(state, pool=pool, verify_workers=1)
         submitting = asyncio.ensure_future(submitter.submit(good))
-        while not pool.asked:
+        while not pool.checked:
             await asyncio.sleep(0.001)
         submitter.close()                  # the node stops while the batch is in the worker
         pool.gate.set()
         first = await submitting
         second = await submitter.submit(later)
-        return first.code, second.code, pool.closed, submitter._pool, pool.asked
+        return first.code, second.code, pool.closed, submitter._pool, len(pool.checked)
     assert asyncio.run(run()) == ("ok", "ok", True, None, 1)
 
 
