@@ -49,7 +49,10 @@ Contract:
   `broadcast_tx_async`, which does not say), `rejected` by code (the admission codes of docs/API.md §4.5;
   `limit:<name>` for a -32005 limit such as the rate limit; `rpc:<code>` for other JSON-RPC errors;
   `transport_error`), `committed` (of the submitted, by the end of the drain), `committed_tx_per_s`
-  (committed within the timed window / the window), `latency_ms` {p50, p90, p99, max} (nearest rank, over every
+  (committed within the timed window / the window), `steady_tx_per_s` (committed in the window's last
+  three quarters / their length: the rate once the pipeline is full; the whole window also counts its first
+  moments, when nothing can have committed yet, so at a rate the chain sustains it reads low by about the
+  latency over the window), `latency_ms` {p50, p90, p99, max} (nearest rank, over every
   committed transaction), `blocks`, `txs_per_block_mean` and `block_interval_ms_mean` (blocks that arrived
   within the window, every transaction counted, the oracle's too), `loadgen_cpu_s` (this process, timed phase and
   drain; `sign_cpu_s` is the signing done before it); also `uncommitted` (sent, not refused, not seen in a
@@ -100,6 +103,7 @@ DEFAULT_DRAIN_S = 10.0
 DEFAULT_CONNECTIONS = 4
 DEFAULT_MAX_PENDING = 2000
 LIMIT_BACKOFF_S = 0.05
+STEADY_PART = 0.75    # `steady_tx_per_s` counts the commits of the timed window's last three quarters
 DEFAULT_TICK_MS = 10   # how often the open loop sends what is due; each send is one batch per endpoint
 SPREAD_TICKS = 20              # a limit order rests 1..SPREAD_TICKS ticks off the mid
 MARKET_REACH_TICKS = 40        # a market order's worst price, in ticks past the mid
@@ -318,6 +322,8 @@ def summarize(config: LoadConfig, start: float, commits: Sequence[tuple[float, f
     end = start + config.duration_s
     latencies = sorted(latency * 1000 for _, latency in commits)
     in_window = sum(1 for at, _ in commits if at <= end)
+    steady_from = start + config.duration_s * (1 - STEADY_PART)
+    in_steady = sum(1 for at, _ in commits if steady_from < at <= end)
 
     def ms(value: float | None) -> float | None:
         return None if value is None else round(value, 1)
@@ -329,6 +335,7 @@ def summarize(config: LoadConfig, start: float, commits: Sequence[tuple[float, f
         "submitted": counts["submitted"], "admitted": counts["admitted"],
         "rejected": dict(sorted(counts["rejected"].items())), "committed": len(commits),
         "committed_in_window": in_window, "committed_tx_per_s": round(in_window / config.duration_s, 1),
+        "steady_tx_per_s": round(in_steady / (config.duration_s * STEADY_PART), 1),
         "submitted_tx_per_s": round(counts["submitted"] / config.duration_s, 1),
         "latency_ms": {"p50": ms(compute_percentile(latencies, 50)), "p90": ms(compute_percentile(latencies, 90)),
                        "p99": ms(compute_percentile(latencies, 99)), "max": ms(latencies[-1] if latencies else None)},

@@ -186,6 +186,7 @@ def test_summarize_math_and_keys() -> None:
     assert SUMMARY_KEYS <= set(summary)
     assert summary["committed"] == 4 and summary["committed_in_window"] == 3
     assert summary["committed_tx_per_s"] == 1.5
+    assert summary["steady_tx_per_s"] == 1.3  # 101.0 and 101.9, after the first quarter (100.5 is not after it)
     assert summary["latency_ms"] == {"p50": 20.0, "p90": 500.0, "p99": 500.0, "max": 500.0}
     assert summary["rejected"] == {"nonce_too_low": 1}
     assert summary["blocks"] == 2 and summary["txs_per_block_mean"] == 2.0
@@ -193,6 +194,27 @@ def test_summarize_math_and_keys() -> None:
     assert summary["loadgen_cpu_s"] == 0.1
     assert summary["tick_ms"] == 10
     assert summarize(replace(config, rate=None), start, commits, [], counts)["tick_ms"] is None
+
+
+def test_summarize_steady_rate_reads_a_sustained_rate_that_the_whole_window_reads_low() -> None:
+    # 100/s for 10 s, each committed 300 ms after it was sent: nothing can commit in the first 300 ms.
+    config = LoadConfig(rate=100.0, duration_s=10.0)
+    commits = [(100.0 + i / 100 + 0.3, 0.3) for i in range(1000)]
+    counts = {"submitted": 1000, "admitted": 1000, "rejected": {}, "loadgen_cpu_s": 0.1}
+    summary = summarize(config, 100.0, commits, [], counts)
+    assert summary["committed"] == 1000 and summary["committed_in_window"] == 971
+    assert summary["committed_tx_per_s"] == 97.1
+    assert summary["steady_tx_per_s"] == 100.0
+
+
+def test_summarize_steady_rate_of_a_backlog_is_the_commit_rate() -> None:
+    # 200/s offered for 8 s, the chain commits 120/s from the first second on: the backlog only grows.
+    config = LoadConfig(rate=200.0, duration_s=8.0)
+    commits = [(101.0 + i / 120, 0.0) for i in range(120 * 7)]
+    counts = {"submitted": 1600, "admitted": 1600, "rejected": {}, "loadgen_cpu_s": 0.1}
+    summary = summarize(config, 100.0, commits, [], counts)
+    assert summary["steady_tx_per_s"] == pytest.approx(120.0, abs=0.5)
+    assert summary["committed_tx_per_s"] == 105.0
 
 
 # --- the order flow -----------------------------------------------------------------------------------------------
