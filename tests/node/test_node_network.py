@@ -91,7 +91,12 @@ class Net:
             return response.read().decode()
 
     def log(self, i: int) -> str:
-        return (self.homes[i] / "node.log").read_text(errors="replace")[-3000:]
+        """Node `i`'s whole log: a line a test looks for may be followed by any number of later ones."""
+        return (self.homes[i] / "node.log").read_text(errors="replace")
+
+    def log_tail(self, i: int) -> str:
+        """The end of node `i`'s log, for a failure message."""
+        return self.log(i)[-3000:]
 
     def wait_height(self, i: int, target: int, timeout: float) -> float:
         """Seconds until node `i` reports at least `target`; fails the test with its log after `timeout`."""
@@ -100,9 +105,9 @@ class Net:
             if self.height(i) >= target:
                 return time.monotonic() - started
             if self.procs[i].poll() is not None:
-                pytest.fail(f"node {i} exited with {self.procs[i].returncode}:\n{self.log(i)}")
+                pytest.fail(f"node {i} exited with {self.procs[i].returncode}:\n{self.log_tail(i)}")
             time.sleep(0.1)
-        pytest.fail(f"node {i} did not reach height {target} in {timeout} s (at {self.height(i)}):\n{self.log(i)}")
+        pytest.fail(f"node {i} did not reach height {target} in {timeout} s (at {self.height(i)}):\n{self.log_tail(i)}")
 
 
 @pytest.fixture
@@ -126,7 +131,7 @@ def test_node_network_kill_rejoin_quorum_and_replay(net4: Net) -> None:
     asyncio.run(send_messages(net4.p2p_port(1), [(MSG_TX, wire)]))
     tx_hash = hashlib.sha256(wire).hexdigest()
     for i in range(4):
-        assert wait_for(lambda: call_rpc(net4.rpc_port(i), "tx", {"hash": tx_hash}) is not None, 15), net4.log(i)
+        assert wait_for(lambda: call_rpc(net4.rpc_port(i), "tx", {"hash": tx_hash}) is not None, 15), net4.log_tail(i)
     metrics = net4.metrics(1)
     for line in ("kabuto_p2p_peers 3.0", "kabuto_block_interval_seconds_bucket", "kabuto_stf_apply_seconds_count",
                  "kabuto_commit_seconds_sum", "kabuto_consensus_round ", "kabuto_mempool_bytes ",
@@ -347,8 +352,7 @@ def test_node_fresh_node_state_syncs_from_a_snapshot(net4: Net) -> None:
     net4.wait_height(0, 25, timeout=30)
     net4.start(3)
     net4.wait_height(3, net4.height(0) + 2, timeout=30)
-    log = net4.log(3)
-    assert "state sync: installed snapshot" in log, log
+    assert "state sync: installed snapshot" in net4.log(3), net4.log_tail(3)
     common = min(net4.height(i) for i in range(4))
     assert len({net4.block_hash(i, common) for i in range(4)}) == 1
     for i in range(4):
