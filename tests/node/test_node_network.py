@@ -107,7 +107,22 @@ class Net:
             if self.procs[i].poll() is not None:
                 pytest.fail(f"node {i} exited with {self.procs[i].returncode}:\n{self.log_tail(i)}")
             time.sleep(0.1)
-        pytest.fail(f"node {i} did not reach height {target} in {timeout} s (at {self.height(i)}):\n{self.log_tail(i)}")
+        pytest.fail(f"node {i} did not reach height {target} in {timeout} s (at {self.height(i)}):\n{self.log_tail(i)}"
+                    f"\n{self.describe_others(i)}")
+
+    def describe_others(self, i: int) -> str:
+        """Each other node's height and the end of its log, with the Python stacks it writes on SIGUSR1: a stalled
+        chain is often stuck in a node other than the one waited on."""
+        running = [(j, proc) for j, proc in sorted(self.procs.items()) if j != i and proc.poll() is None]
+        for _, proc in running:
+            proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        parts = []
+        for j, proc in sorted(self.procs.items()):
+            if j != i:
+                state = "running" if proc.poll() is None else f"exited {proc.returncode}"
+                parts.append(f"--- node {j} ({state}, at {self.height(j)}):\n{self.log(j)[-4000:]}")
+        return "\n".join(parts)
 
 
 @pytest.fixture
@@ -314,6 +329,21 @@ def test_node_kills_during_commits_restart_to_the_same_chain(net4: Net) -> None:
 @pytest.mark.slow
 def test_node_many_kills_during_commits(net4: Net) -> None:
     run_kills_during_commits(net4, kills=25, seed=11)
+
+
+def test_node_writes_its_stacks_on_sigusr1_and_goes_on(tmp_path: Path) -> None:
+    net = Net(tmp_path / "net", 1)
+    try:
+        net.start(0)
+        net.wait_height(0, 2, timeout=30)
+        net.procs[0].send_signal(signal.SIGUSR1)
+        assert wait_for(lambda: "Current thread" in net.log(0), 10), net.log_tail(0)
+        log = net.log(0)
+        assert "run_forever" in log and "node/validator.py" in log   # the event loop's thread, from the start
+        net.wait_height(0, net.height(0) + 2, timeout=15)           # still running and committing
+        assert net.stop(0) == 0
+    finally:
+        net.kill_all()
 
 
 def test_node_console_tracing_spans_the_block_pipeline_and_a_transaction(tmp_path: Path) -> None:
