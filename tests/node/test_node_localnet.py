@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,16 +16,30 @@ LINE = re.compile(r"validator (\d) rpc=http://127\.0\.0\.1:(\d+) ws=ws://127\.0\
 BLOCK = re.compile(r"block (\d+) txs=(\d+) hash=([0-9a-f]{16}) round=(\d+) interval=(-|\d+ms)")
 
 
-def run_localnet(base: Path, port: int, seconds: float) -> list[str]:
-    """Run the supervisor for `seconds`, then Ctrl-C it; its output lines (it must exit 0 by itself)."""
+def run_localnet(base: Path, port: int, blocks: int, timeout_s: float = 60.0) -> list[str]:
+    """Run the supervisor until it has printed `blocks` block lines (or `timeout_s` passed), then Ctrl-C it; its
+    output lines (it must exit 0 by itself). Waiting for blocks rather than for a fixed time: on a loaded machine
+    the validators take seconds longer to start."""
     proc = subprocess.Popen([sys.executable, "-m", "node.localnet", "--home", str(base), "--base-port", str(port)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        time.sleep(seconds)
+        deadline = time.monotonic() + timeout_s
+        while proc.poll() is None and time.monotonic() < deadline and \
+                sum(line.startswith("block ") for line in list(lines)) < blocks:
+            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 0, out
-        return out.splitlines()
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+        assert proc.returncode == 0, "\n".join(lines)
+        return lines
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -38,7 +53,7 @@ def is_running(home: Path) -> bool:
 
 def test_node_localnet_prints_validators_and_blocks_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     base, port = tmp_path / "localnet", find_base_port(8)
-    lines = run_localnet(base, port, 6)
+    lines = run_localnet(base, port, blocks=6)
     for i in range(4):
         match = LINE.fullmatch(lines[i])
         assert match and int(match[1]) == i
@@ -49,6 +64,6 @@ def test_node_localnet_prints_validators_and_blocks_stops_cleanly_and_resumes(tm
     assert heights == list(range(heights[0], heights[0] + len(heights)))
     assert not any(is_running(base / f"node{i}") for i in range(4))  # Ctrl-C stopped every validator
 
-    again = run_localnet(base, port, 4)
+    again = run_localnet(base, port, blocks=2)
     resumed = [int(BLOCK.fullmatch(line)[1]) for line in again if line.startswith("block ")]
     assert resumed and heights[-1] < resumed[0] <= heights[-1] + 3  # the same chain, where it stopped

@@ -68,8 +68,16 @@ class Net:
         self.procs[i].wait()
 
     def stop(self, i: int) -> int:
+        """SIGTERM node `i` and wait for its exit code; a node still running after 15 s fails the test with the
+        Python stacks it writes on SIGUSR1."""
         self.procs[i].send_signal(signal.SIGTERM)
-        return self.procs[i].wait(timeout=15)
+        try:
+            return self.procs[i].wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.procs[i].send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+            pytest.fail(f"node {i} did not exit within 15 s of SIGTERM; its log ends, stacks last:\n"
+                        f"{self.log(i)[-6000:]}")
 
     def kill_all(self) -> None:
         for proc in self.procs.values():
