@@ -74,10 +74,16 @@ class Net:
         try:
             return self.procs[i].wait(timeout=15)
         except subprocess.TimeoutExpired:
-            self.procs[i].send_signal(signal.SIGUSR1)
-            time.sleep(1.0)
+            self.ask_for_stacks([i])
             pytest.fail(f"node {i} did not exit within 15 s of SIGTERM; its log ends, stacks last:\n"
-                        f"{self.log(i)[-6000:]}")
+                        f"{self.log_tail(i, 6000)}")
+
+    def ask_for_stacks(self, nodes: list[int]) -> None:
+        """SIGUSR1 to each of `nodes` still running: each writes its Python stacks to its log (node/validator.py)."""
+        for j in nodes:
+            if self.procs[j].poll() is None:
+                self.procs[j].send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
 
     def kill_all(self) -> None:
         for proc in self.procs.values():
@@ -102,9 +108,9 @@ class Net:
         """Node `i`'s whole log: a line a test looks for may be followed by any number of later ones."""
         return (self.homes[i] / "node.log").read_text(errors="replace")
 
-    def log_tail(self, i: int) -> str:
+    def log_tail(self, i: int, chars: int = 3000) -> str:
         """The end of node `i`'s log, for a failure message."""
-        return self.log(i)[-3000:]
+        return self.log(i)[-chars:]
 
     def wait_height(self, i: int, target: int, timeout: float) -> float:
         """Seconds until node `i` reports at least `target`; fails the test with its log after `timeout`."""
@@ -121,15 +127,13 @@ class Net:
     def describe_others(self, i: int) -> str:
         """Each other node's height and the end of its log, with the Python stacks it writes on SIGUSR1: a stalled
         chain is often stuck in a node other than the one waited on."""
-        running = [(j, proc) for j, proc in sorted(self.procs.items()) if j != i and proc.poll() is None]
-        for _, proc in running:
-            proc.send_signal(signal.SIGUSR1)
-        time.sleep(0.5)
+        others = [j for j in sorted(self.procs) if j != i]
+        self.ask_for_stacks(others)
         parts = []
-        for j, proc in sorted(self.procs.items()):
-            if j != i:
-                state = "running" if proc.poll() is None else f"exited {proc.returncode}"
-                parts.append(f"--- node {j} ({state}, at {self.height(j)}):\n{self.log(j)[-4000:]}")
+        for j in others:
+            proc = self.procs[j]
+            state = "running" if proc.poll() is None else f"exited {proc.returncode}"
+            parts.append(f"--- node {j} ({state}, at {self.height(j)}):\n{self.log_tail(j, 4000)}")
         return "\n".join(parts)
 
 
